@@ -1,0 +1,1 @@
+"""The HTTP API: validates, authenticates, writes config rows, enqueues runs. No sync logic."""

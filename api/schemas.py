@@ -1,0 +1,192 @@
+"""Request and response bodies. Field names follow seed 002's Audience Sync Object."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SyncModeName = Literal["add", "remove", "mirror", "upsert"]
+SettableStatus = Literal["draft", "active", "paused"]
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("must be a UUID") from None
+
+
+def validate_cron(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    value = " ".join(value.split())
+    if len(value.split()) != 5:
+        raise ValueError(
+            f"invalid cron expression {value!r}: expected 5 fields (minute hour day month weekday)"
+        )
+    try:
+        croniter(value, datetime.now(UTC))
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldMappingItem(Strict):
+    source_column: str = Field(min_length=1, max_length=200)
+    destination_field: str = Field(min_length=1, max_length=200)
+
+
+class AudienceSyncCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    audience_id: str
+    destination_id: str
+    field_mapping: list[FieldMappingItem] = Field(min_length=1)
+    sync_mode: SyncModeName
+    schedule: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    split_group_id: str | None = None
+    status: SettableStatus = "active"
+
+    _ids = field_validator("audience_id", "destination_id")(_uuid)
+    _cron = field_validator("schedule")(validate_cron)
+
+
+class AudienceSyncUpdate(Strict):
+    """Same fields as create; only those sent change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = None
+    audience_id: str | None = None
+    destination_id: str | None = None
+    field_mapping: list[FieldMappingItem] | None = Field(default=None, min_length=1)
+    sync_mode: SyncModeName | None = None
+    schedule: str | None = None
+    config: dict[str, Any] | None = None
+    split_group_id: str | None = None
+    status: SettableStatus | None = None
+
+    _cron = field_validator("schedule")(validate_cron)
+
+    @field_validator("audience_id", "destination_id")
+    @classmethod
+    def _optional_uuid(cls, value: str | None) -> str | None:
+        return None if value is None else _uuid(value)
+
+
+class AudienceSyncOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    workspace_id: str
+    audience_id: str
+    destination_id: str
+    name: str
+    description: str
+    field_mapping: list[FieldMappingItem]
+    sync_mode: SyncModeName
+    schedule: str | None
+    config: dict[str, Any]
+    status: Literal["draft", "active", "paused", "error"]
+    status_error: str
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_synced_at: datetime | None
+    last_run_id: str | None
+    split_group_id: str | None
+
+
+class RunErrorOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    member_key: str
+    operation: str
+    status_code: int | None
+    message: str
+    created_at: datetime
+
+
+class SyncRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    sync_id: str
+    workspace_id: str
+    trigger: str
+    status: Literal["pending", "running", "succeeded", "partial", "failed"]
+    sync_mode: SyncModeName
+    error: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    planned_total: int
+    processed: int
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    failed: int
+    destination_requests: int
+
+
+class SyncRunDetail(SyncRunOut):
+    errors: list[RunErrorOut] = Field(
+        default_factory=list, description="Records the destination refused (first 100)."
+    )
+
+
+class AudienceCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    source_id: str | None = None
+    rules: dict[str, Any] = Field(default_factory=dict)
+
+
+class AudienceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    workspace_id: str
+    source_id: str | None
+    name: str
+    description: str
+    kind: str
+    rules: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DestinationCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, Any]
+
+
+class DestinationOut(BaseModel):
+    """Credentials are write-only: the API never returns them, not even masked."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    workspace_id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    has_credentials: bool = True
+    created_at: datetime
+    updated_at: datetime
+
+
+class Deleted(BaseModel):
+    status: Literal["deleted"] = "deleted"

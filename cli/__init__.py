@@ -1,0 +1,1 @@
+"""The ``audiencesync`` command line."""

@@ -1,0 +1,5 @@
+"""``python -m emulators.resend``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Code that the API, the workers and the scheduler share: settings, database, domain."""

@@ -1,0 +1,66 @@
+"""Settings, read from the environment only.
+
+Every setting has a default that needs no server: a SQLite file under the data directory and an
+embedded Valkey (Redis-compatible) server started by the CLI when ``REDIS_URL`` is unset.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All knobs of audiencesync. Names map to ``AUDIENCESYNC_*`` variables unless aliased."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIENCESYNC_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".audiencesync"))
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key that encrypts destination credentials at rest. When unset, one is "
+        "generated once and kept in the data directory (file mode 0600).",
+    )
+
+    # Run execution
+    batch_size: int = 100
+    run_lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    republish_after_seconds: float = 30.0
+    max_deliveries: int = 5
+    sweep_interval_seconds: float = 15.0
+
+    # Delivery to destinations
+    http_timeout_seconds: float = 30.0
+    delivery_max_attempts: int = 6
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 20.0
+    max_rate_limit_wait_seconds: float = 300.0
+
+    # Celery
+    visibility_timeout_seconds: int = 3600
+    log_level: str = "INFO"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'audiencesync.db').resolve()}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the ``postgresql://`` URLs people paste and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

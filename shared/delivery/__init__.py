@@ -1,0 +1,1 @@
+"""Destination connectors and the delivery engine they share."""

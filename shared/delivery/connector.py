@@ -1,0 +1,61 @@
+"""What every destination connector provides, and the records and outcomes it trades in.
+
+A connector knows one service's paths, payloads and errors. Retries, rate-limit waits and
+backoff live in ``shared.delivery.http`` once for all connectors; run bookkeeping lives in the
+executor. A connector knows nothing of Celery or of our database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: str
+    payload: dict[str, Any]
+    destination_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The service's answer for one record. ``error`` carries the service's own message."""
+
+    key: str
+    ok: bool
+    destination_ref: str | None = None
+    error: str = ""
+    status_code: int | None = None
+
+
+class DestinationError(Exception):
+    """The destination cannot be used at all (bad credentials, missing segment): fail the run."""
+
+
+class DestinationUnavailable(Exception):
+    """The destination kept failing (5xx, timeouts) past the retry budget."""
+
+
+class Connector(Protocol):
+    type: ClassVar[str]
+    batch_size: ClassVar[int]
+
+    @property
+    def request_count(self) -> int: ...
+
+    @staticmethod
+    def validate_mapping(destination_fields: Sequence[str]) -> None:
+        """Raise ``ValueError`` naming any field the service cannot accept."""
+
+    def check(self) -> None:
+        """Check the credentials against the service; raise ``DestinationError`` if refused."""
+
+    def upsert(self, records: Sequence[Record]) -> list[Outcome]:
+        """Create or update these records; one outcome per record, in any order."""
+
+    def remove(self, records: Sequence[Record]) -> list[Outcome]:
+        """Remove what this sync delivered for these records."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The domain: members, rules, field mapping and diff planning. Knows nothing of HTTP or Celery."""

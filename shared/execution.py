@@ -1,0 +1,370 @@
+"""Executing one sync run: plan the diff, deliver it in batches, record what happened.
+
+The plan is computed twice, streaming both times: a first pass counts the work (the progress
+total), the second delivers it. After every batch the destination confirmed, the sync state, the
+run's counters and the per-record errors are written in one transaction, so a run that dies
+half-way is resumed by the next delivery without re-sending confirmed work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings
+from shared.db.models import AudienceSync, RunError, SyncRun, SyncState
+from shared.db.types import utcnow
+from shared.delivery.connector import (
+    Connector,
+    DestinationError,
+    DestinationUnavailable,
+    Outcome,
+    Record,
+)
+from shared.delivery.registry import build_connector
+from shared.domain.diff import CALLS_DESTINATION, Change, Current, Delivered, Op, SyncMode, plan_diff
+from shared.domain.mapping import FieldMapping, map_row, payload_hash
+from shared.domain.members import ordered_key, source_for
+from shared.logs import log_context, log_event
+from shared.runs import Claim, beat, claim_run
+
+logger = logging.getLogger(__name__)
+ConnectorFactory = Callable[..., Connector]
+
+
+class LostOwnership(Exception):
+    """Another worker took the run over (this one was thought dead): stop quietly."""
+
+
+@dataclass
+class BatchResult:
+    counts: Counter[str] = field(default_factory=Counter)
+    state_upserts: list[dict[str, Any]] = field(default_factory=list)
+    state_failures: list[dict[str, Any]] = field(default_factory=list)
+    state_deletes: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def execute_run(
+    run_id: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    connector_factory: ConnectorFactory = build_connector,
+) -> str:
+    """Run ``run_id`` to its end if this worker can claim it; returns the run's final status."""
+    with sessions.begin() as session:
+        claim = claim_run(session, run_id, settings.run_lease_seconds)
+    if claim is None:
+        log_event(logger, "run.not_claimed", run_id=run_id)
+        return "not_claimed"
+    with sessions() as session:
+        run = session.get_one(SyncRun, run_id)
+        sync = session.get_one(AudienceSync, run.sync_id)
+    with log_context(run_id=run_id, sync_id=sync.id), _Heartbeat(sessions, claim, settings):
+        if claim.token > settings.max_deliveries:
+            reason = f"gave up after {claim.token - 1} deliveries of this run"
+            return _finish(sessions, claim, sync.id, "failed", reason)
+        log_event(logger, "run.started", attempt=claim.token, mode=run.sync_mode)
+        try:
+            connector = connector_factory(sync.destination, settings)
+        except Exception as exc:  # decryption or config problems are the operator's to fix
+            return _finish(sessions, claim, sync.id, "failed", f"destination unusable: {exc}")
+        try:
+            return _Delivery(sessions, claim, sync, run, connector, settings).run()
+        except LostOwnership:
+            log_event(logger, "run.lost_ownership", level=logging.WARNING)
+            return "lost_ownership"
+        except DestinationError as exc:
+            return _finish(sessions, claim, sync.id, "failed", str(exc), sync_error=True)
+        except DestinationUnavailable as exc:
+            return _finish(sessions, claim, sync.id, "failed", f"destination unavailable: {exc}")
+        finally:
+            connector.close()
+
+
+class _Delivery:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        claim: Claim,
+        sync: AudienceSync,
+        run: SyncRun,
+        connector: Connector,
+        settings: Settings,
+    ) -> None:
+        self.sessions = sessions
+        self.claim = claim
+        self.sync = sync
+        self.mode = SyncMode(run.sync_mode)
+        self.connector = connector
+        self.mapping = FieldMapping.parse(sync.field_mapping)
+        self.batch_size = max(1, min(settings.batch_size, connector.batch_size))
+        self.requests_seen = 0
+
+    def run(self) -> str:
+        totals = Counter(change.op for change in self._plan())
+        planned = sum(totals[op] for op in CALLS_DESTINATION)
+        self._record(BatchResult(), planned_total=planned)
+        log_event(logger, "run.planned", **{str(op): n for op, n in totals.items()})
+        unchanged = 0
+        for chunk in _chunks(self._plan(), 500):
+            unchanged += sum(1 for change in chunk if change.op is Op.UNCHANGED)
+            self._deliver_chunk(chunk)
+        self._record(BatchResult(counts=Counter(unchanged=unchanged)))
+        with self.sessions() as session:
+            run = session.get_one(SyncRun, self.claim.run_id)
+            status = "partial" if run.failed else "succeeded"
+        return _finish(self.sessions, self.claim, self.sync.id, status, "")
+
+    def _plan(self) -> Iterator[Change]:
+        """Stream the diff; each pass opens its own read session."""
+        with self.sessions() as session:
+            audience = self.sync.audience
+            source = source_for(session, audience)
+            current = (
+                Current(member.key, payload, payload_hash(payload))
+                for member in source.iter_members(audience.rules)
+                for payload in (map_row(member.row, self.mapping),)
+            )
+            yield from plan_diff(current, self._state(session), self.mode)
+
+    def _state(self, session: Session) -> Iterator[Delivered]:
+        dialect = session.get_bind().dialect.name
+        statement = (
+            select(
+                SyncState.member_key,
+                SyncState.payload_hash,
+                SyncState.delivered,
+                SyncState.status,
+                SyncState.destination_ref,
+            )
+            .where(SyncState.sync_id == self.sync.id)
+            .order_by(ordered_key(SyncState.member_key, dialect))
+            .execution_options(yield_per=2000, stream_results=True)
+        )
+        for key, hash_, delivered, status, ref in session.execute(statement):
+            yield Delivered(key, hash_, delivered, status == "failed", ref)
+
+    def _deliver_chunk(self, changes: Sequence[Change]) -> None:
+        bookkeeping = BatchResult()
+        upserts: list[Change] = []
+        removals: list[Change] = []
+        for change in changes:
+            if change.op is Op.TRACK:
+                bookkeeping.state_upserts.append(self._delivered_row(change, change.destination_ref))
+            elif change.op is Op.FORGET:
+                bookkeeping.state_deletes.append(change.key)
+            elif change.op in (Op.ADD, Op.UPDATE):
+                upserts.append(change)
+            elif change.op is Op.REMOVE:
+                removals.append(change)
+        if bookkeeping.state_upserts or bookkeeping.state_deletes:
+            self._record(bookkeeping)
+        for batch in _chunks(iter(upserts), self.batch_size):
+            self._send(batch, self.connector.upsert)
+        for batch in _chunks(iter(removals), self.batch_size):
+            self._send(batch, self.connector.remove)
+
+    def _send(
+        self, batch: Sequence[Change], call: Callable[[Sequence[Record]], list[Outcome]]
+    ) -> None:
+        records = [
+            Record(change.key, change.payload or {}, change.destination_ref) for change in batch
+        ]
+        try:
+            outcomes = {outcome.key: outcome for outcome in call(records)}
+        except DestinationUnavailable as exc:
+            failed = [Outcome(change.key, False, error=str(exc)) for change in batch]
+            self._record(self._result(batch, {o.key: o for o in failed}))
+            raise
+        self._record(self._result(batch, outcomes))
+
+    def _result(self, batch: Sequence[Change], outcomes: dict[str, Outcome]) -> BatchResult:
+        result = BatchResult()
+        for change in batch:
+            outcome = outcomes.get(change.key) or Outcome(
+                change.key, False, error="the destination gave no answer for this record"
+            )
+            result.counts["processed"] += 1
+            if outcome.ok:
+                if change.op is Op.REMOVE:
+                    result.state_deletes.append(change.key)
+                    result.counts["removed"] += 1
+                else:
+                    result.state_upserts.append(
+                        self._delivered_row(change, outcome.destination_ref)
+                    )
+                    result.counts["added" if change.op is Op.ADD else "updated"] += 1
+                continue
+            result.counts["failed"] += 1
+            result.state_failures.append(
+                {
+                    "sync_id": self.sync.id,
+                    "member_key": change.key,
+                    "delivered": change.op is not Op.ADD,
+                    "payload_hash": None,
+                    "destination_ref": change.destination_ref,
+                    "status": "failed",
+                    "last_error": outcome.error,
+                    "last_run_id": self.claim.run_id,
+                    "updated_at": utcnow(),
+                }
+            )
+            result.errors.append(
+                {
+                    "run_id": self.claim.run_id,
+                    "member_key": change.key,
+                    "operation": str(change.op),
+                    "status_code": outcome.status_code,
+                    "message": outcome.error,
+                }
+            )
+        return result
+
+    def _delivered_row(self, change: Change, ref: str | None) -> dict[str, Any]:
+        return {
+            "sync_id": self.sync.id,
+            "member_key": change.key,
+            "payload_hash": change.payload_hash,
+            "destination_ref": ref,
+            "delivered": True,
+            "status": "synced",
+            "last_error": "",
+            "last_run_id": self.claim.run_id,
+            "updated_at": utcnow(),
+        }
+
+    def _record(self, result: BatchResult, planned_total: int | None = None) -> None:
+        """Write one batch's outcome and the run's counters in one transaction."""
+        requests = self.connector.request_count
+        counts = result.counts
+        with self.sessions.begin() as session:
+            _upsert_state(session, result.state_upserts, overwrite=True)
+            _upsert_state(session, result.state_failures, overwrite=False)
+            if result.state_deletes:
+                session.execute(
+                    delete(SyncState).where(
+                        SyncState.sync_id == self.sync.id,
+                        SyncState.member_key.in_(result.state_deletes),
+                    )
+                )
+            if result.errors:
+                session.execute(RunError.__table__.insert(), result.errors)
+            values: dict[str, Any] = {
+                name: getattr(SyncRun, name) + counts[name]
+                for name in ("processed", "added", "updated", "removed", "unchanged", "failed")
+                if counts[name]
+            }
+            values["destination_requests"] = SyncRun.destination_requests + (
+                requests - self.requests_seen
+            )
+            values["heartbeat_at"] = utcnow()
+            if planned_total is not None:
+                values["planned_total"] = SyncRun.processed + planned_total
+            owned = session.execute(
+                update(SyncRun)
+                .where(
+                    SyncRun.id == self.claim.run_id,
+                    SyncRun.attempts == self.claim.token,
+                    SyncRun.status == "running",
+                )
+                .values(**values)
+            )
+        self.requests_seen = requests
+        if owned.rowcount != 1:  # type: ignore[attr-defined]
+            raise LostOwnership(self.claim.run_id)
+
+
+def _upsert_state(session: Session, rows: list[dict[str, Any]], overwrite: bool) -> None:
+    """Insert or update state rows. A failure keeps what was last delivered (hash, flag)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(SyncState)
+    columns = (
+        ["payload_hash", "destination_ref", "delivered", "status", "last_error"]
+        if overwrite
+        else ["status", "last_error"]
+    )
+    columns += ["last_run_id", "updated_at"]
+    statement = statement.on_conflict_do_update(
+        index_elements=["sync_id", "member_key"],
+        set_={name: statement.excluded[name] for name in columns},
+    )
+    session.execute(statement, rows)
+
+
+def _finish(
+    sessions: sessionmaker[Session],
+    claim: Claim,
+    sync_id: str,
+    status: str,
+    error: str,
+    sync_error: bool = False,
+) -> str:
+    now = utcnow()
+    with sessions.begin() as session:
+        finished = session.execute(
+            update(SyncRun)
+            .where(
+                SyncRun.id == claim.run_id,
+                SyncRun.attempts == claim.token,
+                SyncRun.status == "running",
+            )
+            .values(status=status, error=error, finished_at=now)
+        )
+        if finished.rowcount != 1:  # type: ignore[attr-defined]
+            return "lost_ownership"
+        sync = session.get_one(AudienceSync, sync_id)
+        if status in ("succeeded", "partial"):
+            sync.last_synced_at = now
+            if sync.status == "error":
+                sync.status, sync.status_error = "active", ""
+        elif sync_error:
+            sync.status, sync.status_error = "error", error
+    log_event(logger, "run.finished", status=status, error=error)
+    return status
+
+
+def _chunks(items: Iterator[Change], size: int) -> Iterator[list[Change]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+class _Heartbeat:
+    """Keeps the run's heartbeat fresh from a thread while the worker is busy (even asleep on a
+    rate-limit wait), so the sweeper only takes over runs whose worker is really gone."""
+
+    def __init__(self, sessions: sessionmaker[Session], claim: Claim, settings: Settings) -> None:
+        self.sessions = sessions
+        self.claim = claim
+        self.interval = settings.heartbeat_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="run-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.sessions.begin() as session:
+                    if not beat(session, self.claim):
+                        return
+            except Exception:  # a missed beat is retried; never kill the run for it
+                logger.warning("run.heartbeat_failed", exc_info=True)
