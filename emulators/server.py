@@ -39,14 +39,18 @@ class EmulatorServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321`` (valid once started)."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> EmulatorServer:
         """Bind, start serving in a daemon thread and wait until it accepts connections."""
         if self._thread is not None:
             raise RuntimeError("server already started")
         # Binding here (not inside uvicorn) gives the real port before the thread runs.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets that say TCP,
+        # and without it every response waits ~40 ms for a delayed ACK.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]

@@ -2,6 +2,31 @@
 
 Not part of Resend; no auth and no rate limit, so a test can always steer the
 emulator even while its API key is throttled or faulted.
+
+* ``POST /_emulator/faults`` adds a rule (rules stack, first match wins):
+
+  - ``{"status": 500, "count": 3}``: the next 3 API requests fail; without ``count``
+    every request fails until the rules are cleared;
+  - ``{"status": 500, "fail_probability": 0.05}``: that share fails at random
+    (reproducible after ``POST /_emulator/config {"seed": 1}``);
+  - ``{"status": 422, "reject_emails": ["bad@x.com"]}``: creating or updating those
+    contacts fails with ``validation_error``; in a CSV import the row counts as failed;
+  - optional ``"route": "POST /contacts"`` narrows a rule to one route template,
+    ``"name"``/``"message"`` override the error body, ``"retry_after"`` adds that
+    header (429 and 503 get ``retry-after: 1`` by default).
+
+  Faults apply after auth and the rate limit (a faulted request still uses rate
+  budget, as a real failed request would) and before any handler, so they change
+  no data.
+* ``GET``/``DELETE /_emulator/faults``: list / clear the rules.
+* ``GET``/``POST /_emulator/config``: ``rate`` (requests per second per key),
+  ``import_delay`` (seconds a new import stays ``queued``), ``require_user_agent``,
+  ``seed``.
+* ``GET /_emulator/stats``: ``requests`` (all API requests, rejected ones included),
+  ``by_route`` (keyed ``"METHOD /template"``), ``by_status``, ``rate_limited``, ``faulted``.
+* ``GET /_emulator/accounts``: collection sizes per API key.
+* ``POST /_emulator/reset``: drop data, faults, stats and rate history; config stays.
+* ``GET /_emulator/health``: ``{"ok": true}``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ checked against Resend's documented error shape instead (``statusCode``/``name``
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -215,11 +214,3 @@ def validate_exchange(
         raise ContractViolation(f"{_describe(request, response)}: {_details(exc)}") from exc
     if check_request:
         validate_request(request)
-
-
-def pretty(body: bytes) -> str:
-    """Indent a JSON body for assertion messages (falls back to the raw text)."""
-    try:
-        return json.dumps(json.loads(body), indent=2)
-    except ValueError:
-        return body.decode("utf-8", "replace")

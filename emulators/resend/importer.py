@@ -202,7 +202,8 @@ class ImportJob:
     def start(self) -> threading.Thread:
         """Run in a daemon thread; the state keeps a handle so tests can join it."""
         thread = threading.Thread(target=self.run, name=f"resend-import-{self.job.id}", daemon=True)
-        self.state.import_threads.append(thread)
+        alive = [t for t in self.state.import_threads if t.is_alive()]
+        self.state.import_threads[:] = [*alive, thread]
         thread.start()
         return thread
 

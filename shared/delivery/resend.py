@@ -31,7 +31,7 @@ PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 
 class ResendConnector:
     type: ClassVar[str] = "resend"
-    batch_size: ClassVar[int] = 25
+    batch_size: ClassVar[int] = 10
 
     def __init__(
         self,
