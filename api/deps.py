@@ -13,7 +13,9 @@ from api.errors import ApiError
 from shared.db.session import get_sessionmaker
 from shared.workspaces import workspace_for_token
 
-bearer = HTTPBearer(auto_error=False, description="A workspace token (`audiencesync workspaces create`)")
+bearer = HTTPBearer(
+    auto_error=False, description="A workspace token (`audiencesync workspaces create`)"
+)
 
 
 def db_session() -> Iterator[Session]:

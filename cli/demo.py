@@ -63,7 +63,9 @@ def change_users(users: list[dict[str, Any]], now: datetime, rng: random.Random)
     for user in returning:
         user["last_active_at"] = now - timedelta(hours=1)
     for user in upgrading:
-        user["properties"] = {"plan": "enterprise" if user["properties"]["plan"] != "enterprise" else "pro"}
+        user["properties"] = {
+            "plan": "enterprise" if user["properties"]["plan"] != "enterprise" else "pro"
+        }
     return {"leaving": len(leaving), "returning": len(returning), "changing": len(upgrading)}
 
 
@@ -108,7 +110,9 @@ def run_demo(users: int, rate: float) -> None:
         contacts = _count_contacts(resend.url)
         expected = sum(1 for u in people if u["last_active_at"] >= now - timedelta(days=30))
         verdict = "[green]in sync[/]" if contacts == expected else "[red]NOT in sync[/]"
-        console.print(f"Resend now holds {contacts} contacts; the audience has {expected}: {verdict}")
+        console.print(
+            f"Resend now holds {contacts} contacts; the audience has {expected}: {verdict}"
+        )
 
 
 def _load(workspace_id: str, people: list[dict[str, Any]]) -> None:
@@ -133,7 +137,9 @@ def _define_sync(client: httpx.Client, resend_url: str) -> str:
             "/audiences",
             json={
                 "name": "Active in the last 30 days",
-                "rules": {"all": [{"field": "last_active_at", "op": "within_last_days", "value": 30}]},
+                "rules": {
+                    "all": [{"field": "last_active_at", "op": "within_last_days", "value": 30}]
+                },
             },
         )
     )

@@ -7,14 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 
 class ProcessGroup:
     """Child processes started together and stopped together (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, commands: dict[str, Sequence[str]], quiet: bool = False) -> None:
+    def __init__(self, commands: Mapping[str, Sequence[str]], quiet: bool = False) -> None:
         self.commands = commands
         self.quiet = quiet
         self.processes: dict[str, subprocess.Popen[bytes]] = {}

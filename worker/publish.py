@@ -16,6 +16,8 @@ def publish_run(run_id: str) -> bool:
     try:
         celery_app.send_task("audiencesync.run_sync", kwargs={"run_id": run_id})
     except Exception as exc:  # kombu raises several types for an unreachable broker
-        log_event(logger, "run.publish_failed", level=logging.WARNING, run_id=run_id, error=str(exc))
+        log_event(
+            logger, "run.publish_failed", level=logging.WARNING, run_id=run_id, error=str(exc)
+        )
         return False
     return True

@@ -18,7 +18,9 @@ router = APIRouter(prefix="/api/v1/workspaces/{id}/audiences", tags=["audiences"
 
 
 @router.post("", response_model=AudienceOut, status_code=201, summary="Create an audience")
-def create_audience(body: AudienceCreate, workspace_id: WorkspaceId, session: DbSession) -> Audience:
+def create_audience(
+    body: AudienceCreate, workspace_id: WorkspaceId, session: DbSession
+) -> Audience:
     if body.source_id is not None:
         source = session.get(Source, body.source_id)
         if source is None or source.workspace_id != workspace_id:

@@ -55,7 +55,9 @@ def get_destination(
 
 
 @router.delete("/{destination_id}", response_model=Deleted, summary="Delete a destination")
-def delete_destination(destination_id: str, workspace_id: WorkspaceId, session: DbSession) -> Deleted:
+def delete_destination(
+    destination_id: str, workspace_id: WorkspaceId, session: DbSession
+) -> Deleted:
     destination = get_owned(session, Destination, destination_id, workspace_id, "destination")
     used = session.execute(select(exists().where(AudienceSync.destination_id == destination.id)))
     if used.scalar():

@@ -26,4 +26,6 @@ def healthz() -> JSONResponse:
     except Exception as exc:
         checks["broker"] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if healthy else "unhealthy", **checks}, 200 if healthy else 503)
+    return JSONResponse(
+        {"status": "ok" if healthy else "unhealthy", **checks}, 200 if healthy else 503
+    )

@@ -51,9 +51,7 @@ def _check_mapping(
             f"available: {source.field_names()}",
         )
     try:
-        CONNECTORS[destination.type].validate_mapping(
-            [item.destination_field for item in mapping]
-        )
+        CONNECTORS[destination.type].validate_mapping([item.destination_field for item in mapping])
     except ValueError as exc:
         raise ApiError(422, f"field_mapping: {exc}") from None
 
@@ -126,9 +124,7 @@ def update_sync(
 def delete_sync(sync_id: str, workspace_id: WorkspaceId, session: DbSession) -> Deleted:
     sync = get_owned(session, AudienceSync, sync_id, workspace_id, "audience sync")
     active = session.execute(
-        select(
-            exists().where(SyncRun.sync_id == sync.id, SyncRun.status.in_(ACTIVE_RUN_STATUSES))
-        )
+        select(exists().where(SyncRun.sync_id == sync.id, SyncRun.status.in_(ACTIVE_RUN_STATUSES)))
     ).scalar_one()
     if active:
         raise ApiError(409, "a run of this sync is in progress; wait for it or pause the sync")

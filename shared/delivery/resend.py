@@ -90,23 +90,26 @@ class ResendConnector:
         self.client.close()
 
     def _upsert_one(self, record: Record) -> Outcome:
-        body = self._contact_body(record.payload)
-        if not body.get("email"):
+        if not record.payload.get("email"):
             return Outcome(record.key, False, error="no email to send", status_code=None)
         if record.destination_ref:
+            body = self._contact_body(record.payload, clearing=True)
             response = self.client.request(
                 "PATCH", f"/contacts/{quote(record.destination_ref)}", json=body
             )
             if response.status_code != 404:
                 return self._outcome(record, response)
+        body = self._contact_body(record.payload, clearing=False)
         if self.segment_id:
             body["segments"] = [self.segment_id]
         return self._outcome(record, self.client.request("POST", "/contacts", json=body))
 
     def _remove_one(self, record: Record) -> Outcome:
         ref = quote(record.destination_ref or record.key)
-        path = f"/contacts/{ref}/segments/{quote(self.segment_id)}" if self.segment_id else (
-            f"/contacts/{ref}"
+        path = (
+            f"/contacts/{ref}/segments/{quote(self.segment_id)}"
+            if self.segment_id
+            else (f"/contacts/{ref}")
         )
         response = self.client.request("DELETE", path)
         if response.status_code == 404:
@@ -122,13 +125,20 @@ class ResendConnector:
             record.key, False, error=error_message(response), status_code=response.status_code
         )
 
-    def _contact_body(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _contact_body(self, payload: dict[str, Any], clearing: bool) -> dict[str, Any]:
+        """The contact as Resend takes it. Resend refuses null names: an update clears a name
+        with an empty string, a create leaves it out."""
         body: dict[str, Any] = {}
         properties: dict[str, Any] = {}
         for field, value in payload.items():
             if field in CONTACT_FIELDS:
-                if value is not None or field != "email":
-                    body[field] = value
+                if field == "unsubscribed":
+                    if value is not None:
+                        body[field] = bool(value)
+                elif value is not None:
+                    body[field] = str(value)
+                elif clearing and field != "email":
+                    body[field] = ""
             else:
                 properties[field] = self._property_value(field, value)
         if properties:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
@@ -39,14 +40,14 @@ class MemberSource(Protocol):
     def count(self, rules: dict[str, Any] | None) -> int: ...
 
 
-def ordered_key(column: ColumnElement[Any], dialect_name: str) -> ColumnElement[Any]:
+def ordered_key(column: Any, dialect_name: str) -> ColumnElement[Any]:
     return column.collate("C") if dialect_name == "postgresql" else column
 
 
 class ContactStoreSource:
     """The workspace's built-in contact store; the member key is the lower-cased email."""
 
-    COLUMNS: dict[str, FieldType] = {
+    COLUMNS: ClassVar[dict[str, FieldType]] = {
         "email": "string",
         "first_name": "string",
         "last_name": "string",
@@ -70,12 +71,11 @@ class ContactStoreSource:
 
     def resolve(self, name: str) -> FieldRef | None:
         if name in self.COLUMNS:
-            column = getattr(Contact, name)
-            return FieldRef(self.COLUMNS[name], lambda _type, column=column: column)
+            column: ColumnElement[Any] = getattr(Contact, name)
+            return FieldRef(self.COLUMNS[name], partial(_same_column, column))
         for prefix in METADATA_PREFIXES:
             if name.startswith(prefix) and len(name) > len(prefix):
-                key = name[len(prefix) :]
-                return FieldRef("json", lambda wanted, key=key: _json_field(key, wanted))
+                return FieldRef("json", partial(_json_field, name[len(prefix) :]))
         return None
 
     def _select(self, rules: dict[str, Any] | None) -> Select[Any]:
@@ -94,6 +94,10 @@ class ContactStoreSource:
     def count(self, rules: dict[str, Any] | None) -> int:
         statement = select(func.count()).select_from(self._select(rules).subquery())
         return int(self.session.execute(statement).scalar_one())
+
+
+def _same_column(column: ColumnElement[Any], _wanted: FieldType) -> ColumnElement[Any]:
+    return column
 
 
 def _json_field(key: str, wanted: FieldType) -> ColumnElement[Any]:

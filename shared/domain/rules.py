@@ -202,6 +202,8 @@ def _parse_datetime(value: Any, path: str) -> datetime:
             try:
                 parsed = datetime.combine(date.fromisoformat(value), datetime.min.time())
             except ValueError:
-                raise RuleError(path, f"value must be an ISO 8601 date or time: {value!r}") from None
+                raise RuleError(
+                    path, f"value must be an ISO 8601 date or time: {value!r}"
+                ) from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise RuleError(path, f"value must be an ISO 8601 date or time, got {value!r}")

@@ -69,9 +69,13 @@ def command_of(service: dict[str, Any]) -> list[str]:
 
 
 def procfile_argv(command: str) -> list[str]:
-    """A Procfile command as the shell runs it with nothing set: ``${VAR:-x}`` becomes ``x``."""
+    """A Procfile command as the shell runs it with nothing set: ``${VAR:-x}`` becomes ``x``.
+    It must be ``exec audiencesync ...``: runners start it with ``sh -c``, and without the
+    ``exec`` their SIGTERM kills the shell, not the process (which is left to finish alone)."""
     assert "$" not in SHELL_DEFAULT.sub("", command), f"only ${{VAR:-default}} forms: {command}"
-    return shlex.split(SHELL_DEFAULT.sub(lambda m: m.group(2), command))
+    argv = shlex.split(SHELL_DEFAULT.sub(lambda m: m.group(2), command))
+    assert argv[0] == "exec", command
+    return argv[1:]
 
 
 def test_all_services_exist(services: dict[str, Any]) -> None:

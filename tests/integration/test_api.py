@@ -95,8 +95,19 @@ def test_paused_sync_cannot_be_triggered(ws: WorkspaceClient) -> None:
         ({"name": ""}, "name"),
         ({"audience_id": "not-a-uuid"}, "audience_id"),
         ({"surprise": 1}, "surprise"),
-        ({"field_mapping": [{"source_column": "shoe_size", "destination_field": "x"}]}, "shoe_size"),
-        ({"field_mapping": [*EMAIL_MAPPING, {"source_column": "email", "destination_field": "a-b"}]}, "a-b"),
+        (
+            {"field_mapping": [{"source_column": "shoe_size", "destination_field": "x"}]},
+            "shoe_size",
+        ),
+        (
+            {
+                "field_mapping": [
+                    *EMAIL_MAPPING,
+                    {"source_column": "email", "destination_field": "a-b"},
+                ]
+            },
+            "a-b",
+        ),
         ({"field_mapping": [{"source_column": "first_name", "destination_field": "x"}]}, "email"),
     ],
 )
@@ -105,7 +116,12 @@ def test_bad_sync_input_is_a_422_and_writes_nothing(
 ) -> None:
     destination = ws.create(
         "/destinations",
-        {"name": "r", "type": "resend", "config": {"base_url": URL}, "credentials": {"api_key": "re_x"}},
+        {
+            "name": "r",
+            "type": "resend",
+            "config": {"base_url": URL},
+            "credentials": {"api_key": "re_x"},
+        },
     )
     audience = ws.create("/audiences", {"name": "a", "rules": ACTIVE_RULES})
     body = {
@@ -138,9 +154,7 @@ def test_auth_and_workspace_isolation(api: Any, ws: WorkspaceClient) -> None:
     theirs = make_sync(other, URL)
 
     assert_error(api.get(ws.url("/audience-syncs")), 401, "unauthorized")
-    assert_error(
-        api.get(ws.url("/audience-syncs"), headers={"Authorization": "Bearer nope"}), 401
-    )
+    assert_error(api.get(ws.url("/audience-syncs"), headers={"Authorization": "Bearer nope"}), 401)
     # Another workspace's ids look like they do not exist.
     assert_error(ws.get(f"/audience-syncs/{theirs['id']}"), 404)
     assert_error(ws.post(f"/audience-syncs/{theirs['id']}/trigger"), 404)
@@ -166,7 +180,12 @@ def test_destination_credentials_never_come_back(ws: WorkspaceClient) -> None:
     secret = "re_super_secret_value_123456"
     created = ws.create(
         "/destinations",
-        {"name": "r", "type": "resend", "config": {"base_url": URL}, "credentials": {"api_key": secret}},
+        {
+            "name": "r",
+            "type": "resend",
+            "config": {"base_url": URL},
+            "credentials": {"api_key": secret},
+        },
     )
     for response in (
         ws.get("/destinations"),
@@ -185,7 +204,12 @@ def test_destination_credentials_never_come_back(ws: WorkspaceClient) -> None:
     [
         {"name": "r", "type": "carrier-pigeon", "credentials": {"api_key": "x"}},
         {"name": "r", "type": "resend", "credentials": {}},
-        {"name": "r", "type": "resend", "config": {"base_url": "ftp://x"}, "credentials": {"api_key": "re_x"}},
+        {
+            "name": "r",
+            "type": "resend",
+            "config": {"base_url": "ftp://x"},
+            "credentials": {"api_key": "re_x"},
+        },
     ],
 )
 def test_bad_destination_is_a_422(ws: WorkspaceClient, body: dict[str, Any]) -> None:
@@ -199,10 +223,15 @@ def test_bad_destination_is_a_422(ws: WorkspaceClient, body: dict[str, Any]) -> 
         ({"all": [{"field": "shoe_size", "op": "eq", "value": 1}]}, "unknown field"),
         ({"all": [{"field": "last_active_at", "op": "within_last_days", "value": "x"}]}, "number"),
         ({"all": [{"field": "email", "op": "explode", "value": 1}]}, "unknown operator"),
-        ({"all": [{"field": "email; DROP TABLE contacts", "op": "eq", "value": "x"}]}, "unknown field"),
+        (
+            {"all": [{"field": "email; DROP TABLE contacts", "op": "eq", "value": "x"}]},
+            "unknown field",
+        ),
     ],
 )
-def test_bad_audience_rules_are_a_422(ws: WorkspaceClient, rules: dict[str, Any], fragment: str) -> None:
+def test_bad_audience_rules_are_a_422(
+    ws: WorkspaceClient, rules: dict[str, Any], fragment: str
+) -> None:
     error = assert_error(ws.post("/audiences", json={"name": "a", "rules": rules}), 422)
     assert fragment in error["message"]
     assert "rules.all[0]" in error["message"]

@@ -21,7 +21,9 @@ NOW = datetime.now(UTC)
 FINISHED = {"succeeded", "partial", "failed"}
 
 
-def people(count: int, start: int = 0, active: bool = True, plan: str = "free") -> list[dict[str, Any]]:
+def people(
+    count: int, start: int = 0, active: bool = True, plan: str = "free"
+) -> list[dict[str, Any]]:
     seen = NOW - (timedelta(days=1) if active else timedelta(days=90))
     return [
         {
@@ -66,7 +68,9 @@ def destination_contacts(url: str, key: str = "re_test_key") -> dict[str, dict[s
     after = None
     with httpx.Client(base_url=url, headers=headers) as client:
         while True:
-            page = client.get("/contacts", params={"limit": 100, **({"after": after} if after else {})})
+            page = client.get(
+                "/contacts", params={"limit": 100, **({"after": after} if after else {})}
+            )
             assert page.status_code == 200, page.text
             body = page.json()
             for item in body["data"]:
@@ -129,7 +133,12 @@ def test_a_contact_the_destination_refuses_fails_alone_and_is_retried(
 ) -> None:
     load(ws.id, people(12))
     sync = make_sync(ws, resend.url, "upsert")
-    emulator(resend.url, "POST", "/faults", json={"reject_emails": ["user0004@example.com"], "status": 422})
+    emulator(
+        resend.url,
+        "POST",
+        "/faults",
+        json={"reject_emails": ["user0004@example.com"], "status": 422},
+    )
 
     run = run_once(ws, sync["id"])
     assert run["status"] == "partial"
@@ -206,7 +215,9 @@ def test_remove_mode_only_removes_members_who_leave(
     load(ws.id, people(2, active=False))
     run = run_once(ws, remover["id"])
     assert (run["added"], run["removed"]) == (0, 2)
-    assert set(destination_contacts(resend.url)) == {f"user{i:04d}@example.com" for i in range(2, 6)}
+    assert set(destination_contacts(resend.url)) == {
+        f"user{i:04d}@example.com" for i in range(2, 6)
+    }
     with session_scope() as session:
         keys = session.execute(
             select(SyncState.member_key).where(SyncState.sync_id == remover["id"])

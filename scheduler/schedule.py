@@ -1,0 +1,19 @@
+"""Periodic tasks that Celery beat fires."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.config import Settings
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The sweeper republishes runs that were committed but never published (a crash between
+    commit and publish) and runs whose worker stopped beating; it is what turns a killed
+    worker into a resumed run within seconds instead of the broker's visibility timeout."""
+    return {
+        "sweep-runs": {
+            "task": "audiencesync.sweep_runs",
+            "schedule": settings.sweep_interval_seconds,
+        }
+    }
