@@ -96,12 +96,15 @@ def beat() -> None:
 
 
 @app.command()
-def flower(port: Annotated[int, typer.Option()] = 5555) -> None:
+def flower(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 5555,
+) -> None:
     """Run Flower, the live view of workers and tasks."""
     _prepare(with_broker=True)
     from worker.app import celery_app
 
-    celery_app.start(["flower", f"--port={port}", "--address=127.0.0.1"])
+    celery_app.start(["flower", f"--port={port}", f"--address={host}"])
 
 
 @app.command()

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     max_rate_limit_wait_seconds: float = 300.0
 
     # Celery
+    queue: str = "audiencesync"
     visibility_timeout_seconds: int = 3600
     log_level: str = "INFO"
 

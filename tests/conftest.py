@@ -22,7 +22,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
-_DATA_DIR = Path(tempfile.mkdtemp(prefix="audiencesync-tests-"))
+DATA_DIR = Path(tempfile.mkdtemp(prefix="audiencesync-tests-"))
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -32,7 +32,9 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # backoff, a fast sweeper, so fault tests finish in seconds.
 TEST_ENV = {
     "REDIS_URL": REDIS_URL,
-    "AUDIENCESYNC_DATA_DIR": str(_DATA_DIR),
+    # A queue of this session's own, so that test runs side by side never take each other's tasks.
+    "AUDIENCESYNC_QUEUE": f"audiencesync-test-{uuid.uuid4().hex[:8]}",
+    "AUDIENCESYNCDATA_DIR": str(DATA_DIR),
     "AUDIENCESYNC_SECRET_KEY": Fernet.generate_key().decode(),
     "AUDIENCESYNC_RUN_LEASE_SECONDS": "3",
     "AUDIENCESYNC_HEARTBEAT_SECONDS": "0.5",
@@ -82,7 +84,7 @@ def _clean_broker() -> None:
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A migrated database of each kind; tests that take it run on both."""
     if request.param == "sqlite":
-        url = f"sqlite:///{_DATA_DIR / f'test-{uuid.uuid4().hex[:8]}.db'}"
+        url = f"sqlite:///{DATA_DIR / f'test-{uuid.uuid4().hex[:8]}.db'}"
         upgrade(url)
         yield url
     else:
@@ -121,7 +123,7 @@ class Processes:
         self.started: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(_DATA_DIR / f"{args[0]}-{len(self.started)}.log", "wb")  # noqa: SIM115
+        log = open(DATA_DIR / f"{args[0]}-{len(self.started)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", *args],
             env=env or process_env(),
@@ -157,13 +159,17 @@ class Processes:
 
 
 def wait_for_worker(timeout: float = 60.0) -> None:
+    """Wait until a worker consumes this session's queue (workers of other sessions may answer
+    a plain ping on the same broker)."""
     from worker.app import celery_app
 
+    queue = TEST_ENV["AUDIENCESYNC_QUEUE"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if celery_app.control.ping(timeout=0.5):
+        replies = celery_app.control.inspect(timeout=0.5).active_queues() or {}
+        if any(q["name"] == queue for queues in replies.values() for q in queues):
             return
-    raise TimeoutError("no Celery worker answered a ping")
+    raise TimeoutError(f"no Celery worker consumes {queue}")
 
 
 @pytest.fixture

