@@ -8,10 +8,21 @@ FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY . .
+# Only what the package is built from (the packages listed in pyproject.toml), so that local
+# files (a .audiencesync data directory, virtualenvs, caches) never reach the build.
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY cli ./cli
+COPY emulators ./emulators
+COPY scheduler ./scheduler
+COPY shared ./shared
+COPY worker ./worker
 # A virtualenv keeps the installed project and its dependencies in one directory to copy over.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install .
+    && /opt/venv/bin/pip install . \
+    && cd / \
+    && /opt/venv/bin/python -c "import api.app, cli.main, worker.tasks" \
+    && /opt/venv/bin/audiencesync --help > /dev/null
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \

@@ -86,7 +86,12 @@ from shared.domain.diff import (  # noqa: E402
     plan_diff,
 )
 from shared.domain.mapping import FieldMapping, map_row, payload_hash  # noqa: E402
-from shared.domain.members import contact_row, ordered_key, source_for  # noqa: E402
+from shared.domain.members import (  # noqa: E402
+    ContactStoreSource,
+    contact_row,
+    ordered_key,
+    source_for,
+)
 from shared.execution import execute_run  # noqa: E402
 from shared.secrets import encrypt_json  # noqa: E402
 
@@ -192,6 +197,9 @@ class Database:
             with self._admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
             self._admin.dispose()
+
+
+EMPTY_CONTACT = {**dict.fromkeys(ContactStoreSource.COLUMNS), "properties": {}}
 
 
 def database_info(engine: Engine) -> dict[str, Any]:
@@ -309,7 +317,7 @@ def set_up(
     mapping = FieldMapping.parse(FIELD_MAPPING)
     state_rows = []
     for index, row in enumerate(contacts[:members]):
-        payload = map_row(contact_row(Contact(**row)), mapping)
+        payload = map_row(contact_row({**EMPTY_CONTACT, **row}), mapping)
         state_rows.append(
             {
                 "sync_id": ids["sync"],

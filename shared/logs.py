@@ -53,6 +53,7 @@ def configure_logging(level: str = "INFO") -> None:
     # httpx logs every request URL at INFO; URLs can carry emails, so keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -56,7 +56,7 @@ from shared.db.models import Base  # noqa: E402
 from shared.db.session import reset_engine_cache  # noqa: E402
 
 
-def _fresh_postgres_database() -> str:
+def fresh_postgres_database() -> str:
     name = f"audiencesync_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -65,7 +65,7 @@ def _fresh_postgres_database() -> str:
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
-def _drop_postgres_database(url: str) -> None:
+def drop_postgres_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -88,11 +88,11 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         upgrade(url)
         yield url
     else:
-        url = _fresh_postgres_database()
+        url = fresh_postgres_database()
         upgrade(url)
         yield url
         reset_engine_cache()
-        _drop_postgres_database(url)
+        drop_postgres_database(url)
 
 
 @pytest.fixture

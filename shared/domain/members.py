@@ -7,13 +7,13 @@ otherwise, hence ``COLLATE "C"`` there; SQLite compares bytes already.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, Protocol
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from shared.db.models import Audience, Contact
@@ -78,22 +78,27 @@ class ContactStoreSource:
                 return FieldRef("json", partial(_json_field, name[len(prefix) :]))
         return None
 
-    def _select(self, rules: dict[str, Any] | None) -> Select[Any]:
-        where = compile_rules(rules, self.resolve)
-        return select(Contact).where(Contact.workspace_id == self.workspace_id, where)
+    def _where(self, rules: dict[str, Any] | None) -> ColumnElement[bool]:
+        return compile_rules(rules, self.resolve)
 
     def iter_members(self, rules: dict[str, Any] | None) -> Iterator[Member]:
+        """Plain rows, not ORM objects: a sync may stream millions of them."""
         dialect = self.session.get_bind().dialect.name
-        statement = self._select(rules).order_by(ordered_key(Contact.email, dialect))
-        result = self.session.execute(
-            statement.execution_options(yield_per=self.chunk_size, stream_results=True)
+        columns = [getattr(Contact, name) for name in self.COLUMNS] + [Contact.properties]
+        statement = (
+            select(*columns)
+            .where(Contact.workspace_id == self.workspace_id, self._where(rules))
+            .order_by(ordered_key(Contact.email, dialect))
+            .execution_options(yield_per=self.chunk_size, stream_results=True)
         )
-        for contact in result.scalars():
-            yield Member(contact.email, contact_row(contact))
+        for row in self.session.execute(statement).mappings():
+            yield Member(row["email"], contact_row(row))
 
     def count(self, rules: dict[str, Any] | None) -> int:
-        statement = select(func.count()).select_from(self._select(rules).subquery())
-        return int(self.session.execute(statement).scalar_one())
+        statement = select(func.count()).where(
+            Contact.workspace_id == self.workspace_id, self._where(rules)
+        )
+        return int(self.session.execute(statement.select_from(Contact)).scalar_one())
 
 
 def _same_column(column: ColumnElement[Any], _wanted: FieldType) -> ColumnElement[Any]:
@@ -109,9 +114,10 @@ def _json_field(key: str, wanted: FieldType) -> ColumnElement[Any]:
     return element.as_string()
 
 
-def contact_row(contact: Contact) -> dict[str, Any]:
-    row: dict[str, Any] = {name: getattr(contact, name) for name in ContactStoreSource.COLUMNS}
-    for key, value in (contact.properties or {}).items():
+def contact_row(contact: Mapping[Any, Any]) -> dict[str, Any]:
+    """A contact as rules and field mappings see it: columns plus ``metadata.<key>``."""
+    row: dict[str, Any] = {name: contact[name] for name in ContactStoreSource.COLUMNS}
+    for key, value in (contact["properties"] or {}).items():
         row[f"metadata.{key}"] = value
     return row
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def command_of(service: dict[str, Any]) -> list[str]:
 def procfile_argv(command: str) -> list[str]:
     """A Procfile command as the shell runs it with nothing set: ``${VAR:-x}`` becomes ``x``.
     It must be ``exec audiencesync ...``: runners start it with ``sh -c``, and without the
-    ``exec`` their SIGTERM kills the shell, not the process (which is left to finish alone)."""
+    ``exec`` the shell dies of the runner's SIGTERM at once, so the runner stops waiting while
+    the process itself is still shutting down (an orphan, killed with its container)."""
     assert "$" not in SHELL_DEFAULT.sub("", command), f"only ${{VAR:-default}} forms: {command}"
     argv = shlex.split(SHELL_DEFAULT.sub(lambda m: m.group(2), command))
     assert argv[0] == "exec", command
@@ -141,6 +143,21 @@ def test_the_dockerfile_default_command_is_the_api() -> None:
     assert (context.params["host"], context.params["port"]) == ("0.0.0.0", 8000)
     assert re.search(r"^FROM python:3\.11-slim\s*$", text, re.MULTILINE)
     assert re.search(r"^USER (?!root\b)\S+", text, re.MULTILINE), "must not run as root"
+
+
+def test_the_dockerfile_copies_every_package() -> None:
+    """The image is built from explicit COPYs (no local data or caches in the build context):
+    they must follow pyproject.toml's package list, or the image lacks a package."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = sorted(pattern.removesuffix("*") for pattern in patterns)
+    text = (ROOT / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY (\S+) \./\1\s*$", text, re.MULTILINE)
+    assert sorted(copied) == packages
+    for package in packages:
+        assert (ROOT / package / "__init__.py").is_file(), package
+    readme = pyproject["project"]["readme"]
+    assert re.search(rf"^COPY pyproject\.toml {re.escape(readme)} \./\s*$", text, re.MULTILINE)
 
 
 def test_published_ports_match_the_commands(services: dict[str, Any]) -> None:

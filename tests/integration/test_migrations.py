@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
 from shared.db.migrate import alembic_config, upgrade
 from shared.db.models import Base
+from tests.conftest import drop_postgres_database, fresh_postgres_database, process_env
 
 
 def test_migrations_go_down_and_up_and_match_the_models(database_url: str) -> None:
@@ -19,3 +24,22 @@ def test_migrations_go_down_and_up_and_match_the_models(database_url: str) -> No
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
     engine.dispose()
     command.check(config)
+
+
+def test_processes_starting_together_take_turns_to_migrate(tmp_path: Path) -> None:
+    """Every process migrates on start; four at once on a new database must all succeed."""
+    for url in (f"sqlite:///{tmp_path / 'fresh.db'}", fresh_postgres_database()):
+        env = {**process_env(), "DATABASE_URL": url}
+        started = [
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "db", "upgrade"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(4)
+        ]
+        outputs = [process.communicate(timeout=120)[0].decode() for process in started]
+        assert [process.returncode for process in started] == [0] * 4, outputs
+        if url.startswith("postgresql"):
+            drop_postgres_database(url)
