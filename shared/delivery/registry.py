@@ -6,12 +6,15 @@ from typing import Any
 
 from shared.config import Settings
 from shared.db.models import Destination
+from shared.delivery.base import HttpConnector
 from shared.delivery.connector import Connector
 from shared.delivery.http import RetryPolicy
 from shared.delivery.resend import ResendConnector
 from shared.secrets import decrypt_json
 
-CONNECTORS: dict[str, type[ResendConnector]] = {ResendConnector.type: ResendConnector}
+CONNECTORS: dict[str, type[HttpConnector]] = {
+    connector.type: connector for connector in (ResendConnector,)
+}
 
 
 def validate_destination(type_: str, config: dict[str, Any], credentials: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shared.delivery.base import HttpConnector, json_body
 from shared.delivery.connector import DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
 
@@ -29,9 +30,10 @@ CONTACT_FIELDS = frozenset({"email", "first_name", "last_name", "unsubscribed"})
 PROPERTY_KEY = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 
 
-class ResendConnector:
+class ResendConnector(HttpConnector):
     type: ClassVar[str] = "resend"
     batch_size: ClassVar[int] = 10
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -40,17 +42,13 @@ class ResendConnector:
         policy: RetryPolicy,
         client: DeliveryClient | None = None,
     ) -> None:
+        super().__init__(config, credentials, policy, client)
         self.segment_id: str | None = config.get("segment_id") or None
-        self.client = client or DeliveryClient(
-            config.get("base_url") or DEFAULT_BASE_URL,
-            {"Authorization": f"Bearer {credentials['api_key']}"},
-            policy,
-        )
         self._known_properties: dict[str, str] | None = None
 
-    @property
-    def request_count(self) -> int:
-        return self.client.request_count
+    @staticmethod
+    def auth_headers(credentials: dict[str, Any]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials['api_key']}"}
 
     @staticmethod
     def validate_config(config: dict[str, Any], credentials: dict[str, Any]) -> None:
@@ -72,12 +70,12 @@ class ResendConnector:
                 )
 
     def check(self) -> None:
-        self._raise_if_refused(self.client.request("GET", "/contacts", params={"limit": 1}))
+        self.raise_if_refused(self.client.request("GET", "/contacts", params={"limit": 1}))
         if self.segment_id:
             response = self.client.request("GET", f"/segments/{quote(self.segment_id)}")
             if response.status_code == 404:
                 raise DestinationError(f"Resend segment {self.segment_id} does not exist")
-            self._raise_if_refused(response)
+            self.raise_if_refused(response)
 
     def upsert(self, records: Sequence[Record]) -> list[Outcome]:
         self._ensure_properties(records)
@@ -85,9 +83,6 @@ class ResendConnector:
 
     def remove(self, records: Sequence[Record]) -> list[Outcome]:
         return [self._remove_one(record) for record in records]
-
-    def close(self) -> None:
-        self.client.close()
 
     def _upsert_one(self, record: Record) -> Outcome:
         if not record.payload.get("email"):
@@ -117,13 +112,8 @@ class ResendConnector:
         return self._outcome(record, response)
 
     def _outcome(self, record: Record, response: httpx.Response) -> Outcome:
-        self._raise_if_refused(response)
-        if response.is_success:
-            ref = _json(response).get("id") or record.destination_ref
-            return Outcome(record.key, True, ref)
-        return Outcome(
-            record.key, False, error=error_message(response), status_code=response.status_code
-        )
+        ref = json_body(response).get("id") if response.is_success else None
+        return self.outcome(record, response, ref)
 
     def _contact_body(self, payload: dict[str, Any], clearing: bool) -> dict[str, Any]:
         """The contact as Resend takes it. Resend refuses null names: an update clears a name
@@ -173,10 +163,10 @@ class ResendConnector:
             response = self.client.request(
                 "POST", "/contact-properties", json={"key": key, "type": kind}
             )
-            self._raise_if_refused(response)
+            self.raise_if_refused(response)
             if not response.is_success and response.status_code not in (409, 422):
                 raise DestinationError(
-                    f"Resend refused to create property {key!r}: {error_message(response)}"
+                    f"Resend refused to create property {key!r}: {self.error_message(response)}"
                 )
             self._known_properties[key] = kind
 
@@ -188,10 +178,11 @@ class ResendConnector:
             if after:
                 params["after"] = after
             response = self.client.request("GET", "/contact-properties", params=params)
-            self._raise_if_refused(response)
+            self.raise_if_refused(response)
             if not response.is_success:
-                raise DestinationError(f"cannot list Resend properties: {error_message(response)}")
-            page = _json(response)
+                reason = self.error_message(response)
+                raise DestinationError(f"cannot list Resend properties: {reason}")
+            page = json_body(response)
             items = page.get("data") or []
             for item in items:
                 known[item["key"]] = item.get("type", "string")
@@ -200,23 +191,10 @@ class ResendConnector:
             after = items[-1]["id"]
 
     @staticmethod
-    def _raise_if_refused(response: httpx.Response) -> None:
-        if response.status_code in (401, 403):
-            raise DestinationError(f"Resend refused the API key: {error_message(response)}")
-
-
-def error_message(response: httpx.Response) -> str:
-    """Resend's own words: ``{"statusCode", "name", "message"}``."""
-    body = _json(response)
-    name, message = body.get("name"), body.get("message")
-    if message:
-        return f"{name}: {message}" if name else str(message)
-    return f"HTTP {response.status_code}"
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    def error_message(response: httpx.Response) -> str:
+        """Resend's own words: ``{"statusCode", "name", "message"}``."""
+        body = json_body(response)
+        name, message = body.get("name"), body.get("message")
+        if message:
+            return f"{name}: {message}" if name else str(message)
+        return f"HTTP {response.status_code}"

@@ -1,0 +1,99 @@
+"""The base every HTTP destination connector extends.
+
+It owns what is the same for all services: building the ``DeliveryClient`` (429 waits, 5xx
+backoff), counting requests, closing. A subclass declares what differs: its base URL, how it
+authenticates, its batch size, its paths and payloads, and how to read its errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from shared.delivery.connector import DestinationError, Outcome, Record
+from shared.delivery.http import DeliveryClient, RetryPolicy
+
+
+class HttpConnector(ABC):
+    type: ClassVar[str]
+    batch_size: ClassVar[int] = 100
+    default_base_url: ClassVar[str]
+    refused_statuses: ClassVar[frozenset[int]] = frozenset({401, 403})
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        credentials: dict[str, Any],
+        policy: RetryPolicy,
+        client: DeliveryClient | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client or DeliveryClient(
+            self.base_url(config, credentials), self.auth_headers(credentials), policy
+        )
+
+    @classmethod
+    def base_url(cls, config: dict[str, Any], credentials: dict[str, Any]) -> str:
+        return str(config.get("base_url") or cls.default_base_url)
+
+    @staticmethod
+    @abstractmethod
+    def auth_headers(credentials: dict[str, Any]) -> dict[str, str]:
+        """Headers that authenticate every request (never logged)."""
+
+    @staticmethod
+    def validate_config(config: dict[str, Any], credentials: dict[str, Any]) -> None:
+        """Raise ``ValueError`` with a user-facing reason when the settings cannot work."""
+
+    @staticmethod
+    def validate_mapping(destination_fields: Sequence[str]) -> None:
+        """Raise ``ValueError`` naming any destination field the service cannot accept."""
+
+    @staticmethod
+    @abstractmethod
+    def error_message(response: httpx.Response) -> str:
+        """The service's own words for an error answer."""
+
+    @abstractmethod
+    def check(self) -> None: ...
+
+    @abstractmethod
+    def upsert(self, records: Sequence[Record]) -> list[Outcome]: ...
+
+    @abstractmethod
+    def remove(self, records: Sequence[Record]) -> list[Outcome]: ...
+
+    @property
+    def request_count(self) -> int:
+        return self.client.request_count
+
+    def close(self) -> None:
+        self.client.close()
+
+    def raise_if_refused(self, response: httpx.Response) -> None:
+        """Credentials the service refuses make the whole destination unusable."""
+        if response.status_code in self.refused_statuses:
+            raise DestinationError(
+                f"{self.type} refused the credentials: {self.error_message(response)}"
+            )
+
+    def outcome(self, record: Record, response: httpx.Response, ref: str | None = None) -> Outcome:
+        """One record's result from one response: refused credentials stop the run, any other
+        4xx fails this record with the service's message."""
+        self.raise_if_refused(response)
+        if response.is_success:
+            return Outcome(record.key, True, ref or record.destination_ref)
+        return Outcome(
+            record.key, False, error=self.error_message(response), status_code=response.status_code
+        )
+
+
+def json_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
