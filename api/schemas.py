@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.config import get_settings
+from shared.schedules import parse_zone, validate_cron
 
 SyncModeName = Literal["add", "remove", "mirror", "upsert"]
 SettableStatus = Literal["draft", "active", "paused"]
@@ -20,18 +22,14 @@ def _uuid(value: str) -> str:
         raise ValueError("must be a UUID") from None
 
 
-def validate_cron(value: str | None) -> str | None:
+def validate_schedule(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    value = " ".join(value.split())
-    if len(value.split()) != 5:
-        raise ValueError(
-            f"invalid cron expression {value!r}: expected 5 fields (minute hour day month weekday)"
-        )
-    try:
-        croniter(value, datetime.now(UTC))
-    except (ValueError, KeyError) as exc:
-        raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+    return validate_cron(value, allow_seconds=get_settings().cron_seconds)
+
+
+def validate_timezone(value: str) -> str:
+    parse_zone(value)
     return value
 
 
@@ -52,12 +50,17 @@ class AudienceSyncCreate(Strict):
     field_mapping: list[FieldMappingItem] = Field(min_length=1)
     sync_mode: SyncModeName
     schedule: str | None = None
+    timezone: str = Field(default="UTC", description="IANA time zone the schedule is read in")
+    catch_up: bool = Field(
+        default=True, description="after downtime, fire once for the latest missed tick"
+    )
     config: dict[str, Any] = Field(default_factory=dict)
     split_group_id: str | None = None
     status: SettableStatus = "active"
 
     _ids = field_validator("audience_id", "destination_id")(_uuid)
-    _cron = field_validator("schedule")(validate_cron)
+    _cron = field_validator("schedule")(validate_schedule)
+    _zone = field_validator("timezone")(validate_timezone)
 
 
 class AudienceSyncUpdate(Strict):
@@ -70,11 +73,18 @@ class AudienceSyncUpdate(Strict):
     field_mapping: list[FieldMappingItem] | None = Field(default=None, min_length=1)
     sync_mode: SyncModeName | None = None
     schedule: str | None = None
+    timezone: str | None = None
+    catch_up: bool | None = None
     config: dict[str, Any] | None = None
     split_group_id: str | None = None
     status: SettableStatus | None = None
 
-    _cron = field_validator("schedule")(validate_cron)
+    _cron = field_validator("schedule")(validate_schedule)
+
+    @field_validator("timezone")
+    @classmethod
+    def _optional_zone(cls, value: str | None) -> str | None:
+        return None if value is None else validate_timezone(value)
 
     @field_validator("audience_id", "destination_id")
     @classmethod
@@ -94,6 +104,11 @@ class AudienceSyncOut(BaseModel):
     field_mapping: list[FieldMappingItem]
     sync_mode: SyncModeName
     schedule: str | None
+    timezone: str
+    catch_up: bool
+    next_run_at: datetime | None = Field(
+        default=None, description="when the schedule fires next (active syncs with a schedule)"
+    )
     config: dict[str, Any]
     status: Literal["draft", "active", "paused", "error"]
     status_error: str
@@ -122,9 +137,12 @@ class SyncRunOut(BaseModel):
     sync_id: str
     workspace_id: str
     trigger: str
-    status: Literal["pending", "running", "succeeded", "partial", "failed"]
+    status: Literal["pending", "running", "succeeded", "partial", "failed", "skipped"]
     sync_mode: SyncModeName
     error: str
+    scheduled_for: datetime | None = Field(
+        default=None, description="the cron tick a scheduled run (or skip) was for"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -186,6 +204,12 @@ class DestinationOut(BaseModel):
     has_credentials: bool = True
     created_at: datetime
     updated_at: datetime
+
+
+class SchedulePreview(BaseModel):
+    schedule: str
+    timezone: str
+    next_runs: list[datetime]
 
 
 class Deleted(BaseModel):

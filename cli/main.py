@@ -87,11 +87,9 @@ def worker(concurrency: Annotated[int, typer.Option()] = 2) -> None:
 def beat() -> None:
     """Run the scheduler (Celery beat): cron-scheduled syncs and housekeeping."""
     _prepare(with_broker=True)
-    from shared.config import get_settings
     from worker.app import celery_app
 
-    schedule = get_settings().data_dir.resolve() / "celerybeat-schedule"
-    celery_app.start(["beat", "--loglevel=INFO", f"--schedule={schedule}"])
+    celery_app.start(["beat", "--loglevel=INFO"])
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Periodic tasks that Celery beat fires."""
+"""Periodic tasks that Celery beat fires besides the cron-scheduled syncs (``scheduler.beat``)."""
 
 from __future__ import annotations
 
@@ -15,5 +15,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "sweep-runs": {
             "task": "audiencesync.sweep_runs",
             "schedule": settings.sweep_interval_seconds,
-        }
+        },
+        "housekeeping": {
+            "task": "audiencesync.housekeeping",
+            "schedule": 3600.0,
+        },
     }

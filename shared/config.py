@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     max_deliveries: int = 5
     sweep_interval_seconds: float = 15.0
 
+    # Scheduling (beat)
+    cron_seconds: bool = Field(
+        default=False, description="accept 6-field cron expressions (seconds last); for tests"
+    )
+    scheduler_poll_seconds: float = 1.0
+    scheduler_grace_seconds: float = 60.0
+    scheduler_lock_seconds: float = 10.0
+    run_retention_days: float = 90.0
+    stuck_run_seconds: float = 900.0
+
     # Delivery to destinations
     http_timeout_seconds: float = 30.0
     delivery_max_attempts: int = 6

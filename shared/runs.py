@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, literal, or_, select, update
+from sqlalchemy import delete, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.db.models import AudienceSync, SyncRun
+from shared.db.models import ACTIVE_RUN_STATUSES, AudienceSync, SyncRun
 from shared.db.types import UTCDateTime, utcnow
 
 TRIGGERS = ("manual", "api", "schedule", "event")
@@ -30,12 +30,18 @@ class SyncPaused(Exception):
     """Paused syncs do not run until they are resumed."""
 
 
-def create_run(session: Session, sync: AudienceSync, trigger: str) -> SyncRun:
+def create_run(
+    session: Session, sync: AudienceSync, trigger: str, scheduled_for: datetime | None = None
+) -> SyncRun:
     """Insert a pending run. The caller commits, then publishes (never the other way round)."""
     if sync.status == "paused":
         raise SyncPaused(f"sync {sync.id} is paused")
     run = SyncRun(
-        sync_id=sync.id, workspace_id=sync.workspace_id, trigger=trigger, sync_mode=sync.sync_mode
+        sync_id=sync.id,
+        workspace_id=sync.workspace_id,
+        trigger=trigger,
+        sync_mode=sync.sync_mode,
+        scheduled_for=scheduled_for,
     )
     try:
         with session.begin_nested():
@@ -130,6 +136,44 @@ def runs_to_publish(
             update(SyncRun)
             .where(SyncRun.id.in_(ids))
             .values(published_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def prune_runs(session: Session, older_than: timedelta) -> int:
+    """Delete finished runs older than the retention, their errors with them (cascade)."""
+    cutoff = utcnow() - older_than
+    result = session.execute(
+        delete(SyncRun)
+        .where(SyncRun.status.not_in(ACTIVE_RUN_STATUSES), SyncRun.created_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail_stuck_runs(session: Session, stuck_after: timedelta) -> list[str]:
+    """Runs still ``running`` whose heartbeat stopped long ago have lost their worker for good
+    (the sweeper's republish found no taker): fail them so the sync can run again."""
+    cutoff = utcnow() - stuck_after
+    reason = f"worker lost: no heartbeat for more than {int(stuck_after.total_seconds())}s"
+    ids = list(
+        session.execute(
+            select(SyncRun.id).where(
+                SyncRun.status == "running",
+                or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < cutoff),
+            )
+        ).scalars()
+    )
+    if ids:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id.in_(ids), SyncRun.status == "running")
+            .values(
+                status="failed",
+                finished_at=utcnow(),
+                error=reason,
+            )
             .execution_options(synchronize_session=False)
         )
     return ids

@@ -36,6 +36,7 @@ def create_celery() -> Celery:
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
+        beat_scheduler="scheduler.beat:DatabaseScheduler",
     )
     return app
 

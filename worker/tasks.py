@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from shared.config import get_settings
 from shared.db.session import get_sessionmaker
 from shared.execution import execute_run
-from shared.runs import runs_to_publish
+from shared.runs import fail_stuck_runs, prune_runs, runs_to_publish
 from worker.app import celery_app
 from worker.publish import publish_run
 
@@ -27,3 +29,13 @@ def sweep_runs() -> list[str]:
     for run_id in run_ids:
         publish_run(run_id)
     return run_ids
+
+
+@celery_app.task(name="audiencesync.housekeeping")
+def housekeeping() -> dict[str, int]:
+    """Prune runs past the retention; fail runs whose worker is gone for good."""
+    settings = get_settings()
+    with get_sessionmaker().begin() as session:
+        pruned = prune_runs(session, timedelta(days=settings.run_retention_days))
+        stuck = fail_stuck_runs(session, timedelta(seconds=settings.stuck_run_seconds))
+    return {"pruned": pruned, "failed_stuck": len(stuck)}

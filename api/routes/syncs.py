@@ -17,6 +17,7 @@ from api.schemas import (
     Deleted,
     FieldMappingItem,
     RunErrorOut,
+    SchedulePreview,
     SyncRunDetail,
     SyncRunOut,
 )
@@ -28,9 +29,11 @@ from shared.db.models import (
     RunError,
     SyncRun,
 )
+from shared.db.types import utcnow
 from shared.delivery.registry import CONNECTORS
 from shared.domain.members import source_for
 from shared.runs import SyncAlreadyRunning, SyncPaused, create_run, mark_published
+from shared.schedules import next_run_at, next_ticks, parse_zone, schedule_anchor
 from worker.publish import publish_run
 
 router = APIRouter(prefix="/api/v1/workspaces/{id}/audience-syncs", tags=["audience syncs"])
@@ -56,21 +59,26 @@ def _check_mapping(
         raise ApiError(422, f"field_mapping: {exc}") from None
 
 
+def sync_out(sync: AudienceSync) -> AudienceSyncOut:
+    out = AudienceSyncOut.model_validate(sync)
+    out.next_run_at = next_run_at(sync, utcnow())
+    return out
+
+
 @router.get("", response_model=list[AudienceSyncOut], summary="List all audience syncs")
-def list_syncs(workspace_id: WorkspaceId, session: DbSession) -> list[AudienceSync]:
-    return list(
-        session.execute(
-            select(AudienceSync)
-            .where(AudienceSync.workspace_id == workspace_id)
-            .order_by(AudienceSync.created_at)
-        ).scalars()
-    )
+def list_syncs(workspace_id: WorkspaceId, session: DbSession) -> list[AudienceSyncOut]:
+    syncs = session.execute(
+        select(AudienceSync)
+        .where(AudienceSync.workspace_id == workspace_id)
+        .order_by(AudienceSync.created_at)
+    ).scalars()
+    return [sync_out(sync) for sync in syncs]
 
 
 @router.post("", response_model=AudienceSyncOut, status_code=201, summary="Create an audience sync")
 def create_sync(
     body: AudienceSyncCreate, workspace_id: WorkspaceId, session: DbSession
-) -> AudienceSync:
+) -> AudienceSyncOut:
     audience = get_owned(session, Audience, body.audience_id, workspace_id, "audience")
     destination = get_owned(session, Destination, body.destination_id, workspace_id, "destination")
     _check_mapping(session, audience, destination, body.field_mapping)
@@ -78,24 +86,47 @@ def create_sync(
         workspace_id=workspace_id,
         **body.model_dump(exclude={"field_mapping"}),
         field_mapping=[item.model_dump() for item in body.field_mapping],
+        schedule_changed_at=utcnow(),
     )
     session.add(sync)
     session.flush()
-    return sync
+    return sync_out(sync)
 
 
 @router.get("/{sync_id}", response_model=AudienceSyncOut, summary="Get an audience sync")
-def get_sync(sync_id: str, workspace_id: WorkspaceId, session: DbSession) -> AudienceSync:
-    return get_owned(session, AudienceSync, sync_id, workspace_id, "audience sync")
+def get_sync(sync_id: str, workspace_id: WorkspaceId, session: DbSession) -> AudienceSyncOut:
+    return sync_out(get_owned(session, AudienceSync, sync_id, workspace_id, "audience sync"))
+
+
+@router.get(
+    "/{sync_id}/schedule/preview",
+    response_model=SchedulePreview,
+    summary="The next fire times of the sync's schedule",
+)
+def preview_schedule(
+    sync_id: str,
+    workspace_id: WorkspaceId,
+    session: DbSession,
+    count: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> SchedulePreview:
+    sync = get_owned(session, AudienceSync, sync_id, workspace_id, "audience sync")
+    if not sync.schedule:
+        raise ApiError(400, "this sync has no schedule", code="no_schedule")
+    after = max(utcnow(), schedule_anchor(sync))
+    runs = next_ticks(sync.schedule, parse_zone(sync.timezone), after, count)
+    return SchedulePreview(schedule=sync.schedule, timezone=sync.timezone, next_runs=runs)
 
 
 @router.put("/{sync_id}", response_model=AudienceSyncOut, summary="Update an audience sync")
 def update_sync(
     sync_id: str, body: AudienceSyncUpdate, workspace_id: WorkspaceId, session: DbSession
-) -> AudienceSync:
+) -> AudienceSyncOut:
     sync = get_owned(session, AudienceSync, sync_id, workspace_id, "audience sync")
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "audience_id", "destination_id", "field_mapping", "sync_mode"):
+    for required in (
+        "name", "audience_id", "destination_id", "field_mapping", "sync_mode", "timezone",
+        "catch_up",
+    ):  # fmt: skip
         if required in changes and changes[required] is None:
             raise ApiError(422, f"{required} cannot be null")
     audience = get_owned(
@@ -112,12 +143,17 @@ def update_sync(
     if mapping is not None or {"audience_id", "destination_id"} & changes.keys():
         items = mapping or [FieldMappingItem(**item) for item in sync.field_mapping]
         _check_mapping(session, audience, destination, items)
+    reschedules = {"schedule", "timezone"} & changes.keys() or (
+        changes.get("status") == "active" and sync.status != "active"
+    )
     for name, value in changes.items():
         setattr(sync, name, value)
+    if reschedules:  # ticks count from now: no catch-up for a schedule that did not exist
+        sync.schedule_changed_at = utcnow()
     if sync.status != "error":
         sync.status_error = ""
     session.flush()
-    return sync
+    return sync_out(sync)
 
 
 @router.delete("/{sync_id}", response_model=Deleted, summary="Delete an audience sync")

@@ -40,10 +40,7 @@ def _check_segments(account: Account, raw: Any) -> list[str]:
 
 
 def _check_email_fault(request: Request, email: str) -> None:
-    rule = emulator_state(request).faults.for_email(email)
-    if rule is not None:
-        emulator_state(request).stats.faulted += 1
-        raise rule.email_error(email)
+    emulator_state(request).check_email(email)
 
 
 async def create_contact(request: Request) -> JSONResponse:

@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from .state import Account, ResendEmulatorState
+from emulators.kit import account_key
 
-API_KEY_SCOPE = "resend_emulator.api_key"
-"""ASGI scope key where the gate stores the authenticated API key."""
+from .state import Account, ResendEmulatorState
 
 T = TypeVar("T")
 
@@ -24,7 +23,7 @@ def emulator_state(request: Request) -> ResendEmulatorState:
 
 def account_of(request: Request) -> Account:
     """The account of the API key that authenticated ``request``."""
-    return emulator_state(request).account(request.scope[API_KEY_SCOPE])
+    return emulator_state(request).account(account_key(request))
 
 
 def list_body(

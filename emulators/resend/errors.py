@@ -2,14 +2,14 @@
 
 Resend answers every failure with ``{"statusCode", "name", "message"}``; clients (ours
 included) branch on ``name``, so the emulator must never leak another shape, not even
-for unknown paths or unexpected crashes.
+for unknown paths or unexpected crashes. :data:`RESEND_ERRORS` tells the kit so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any
 
-from starlette.responses import JSONResponse
+from emulators.kit import ApiError, ErrorFormat
 
 #: Default error ``name`` for a status code, used when a caller (for example a fault rule)
 #: gives only a status.
@@ -44,47 +44,22 @@ DEFAULT_MESSAGES: dict[str, str] = {
 }
 
 
-def default_name(status: int) -> str:
-    """The error name Resend would most likely use for ``status``."""
-    if status in DEFAULT_NAMES:
-        return DEFAULT_NAMES[status]
-    return "internal_server_error" if status >= 500 else "validation_error"
+def _body(error: ApiError) -> dict[str, Any]:
+    return {"statusCode": error.status, "name": error.code, "message": error.message}
 
 
-class ApiError(Exception):
-    """An error answer; raised anywhere in a handler and rendered by the app."""
+RESEND_ERRORS = ErrorFormat(render_body=_body, codes=DEFAULT_NAMES, messages=DEFAULT_MESSAGES)
+"""How Resend renders errors, for the kit's gate, admin routes and router errors."""
 
-    def __init__(
-        self,
-        status: int,
-        name: str,
-        message: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.name = name
-        self.message = message or DEFAULT_MESSAGES.get(name, name.replace("_", " "))
-        self.headers = dict(headers or {})
-        super().__init__(f"{status} {name}: {self.message}")
-
-    def to_response(self) -> JSONResponse:
-        """Render in Resend's error shape."""
-        return error_response(self.status, self.name, self.message, self.headers)
-
-
-def error_response(
-    status: int,
-    name: str,
-    message: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """Build a JSON response in Resend's error shape."""
-    body = {
-        "statusCode": status,
-        "name": name,
-        "message": message or DEFAULT_MESSAGES.get(name, name.replace("_", " ")),
-    }
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+__all__ = [
+    "DEFAULT_MESSAGES",
+    "DEFAULT_NAMES",
+    "RESEND_ERRORS",
+    "ApiError",
+    "missing_field",
+    "not_found",
+    "validation_error",
+]
 
 
 def validation_error(message: str) -> ApiError:

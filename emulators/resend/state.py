@@ -12,16 +12,19 @@ worker threads, so every read or write of account data holds :attr:`ResendEmulat
 
 from __future__ import annotations
 
-import random
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .faults import FaultSet
+from starlette.requests import Request
+
+from emulators.kit import ApiError, ConfigOption, Decision, Emulator, bearer_token
+
+from .errors import DEFAULT_MESSAGES, RESEND_ERRORS
 from .pagination import OrderedIndex
-from .ratelimit import RateLimiter
+from .ratelimit import rate_limit_message
 
 PropertyValue = str | int | float
 
@@ -156,29 +159,9 @@ class Account:
         }
 
 
-@dataclass
-class Stats:
-    """Traffic counters reported by ``GET /_emulator/stats``."""
-
-    requests: int = 0
-    rate_limited: int = 0
-    faulted: int = 0
-    by_route: dict[str, int] = field(default_factory=dict)
-    by_status: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready copy."""
-        return {
-            "requests": self.requests,
-            "by_route": dict(self.by_route),
-            "by_status": dict(self.by_status),
-            "rate_limited": self.rate_limited,
-            "faulted": self.faulted,
-        }
-
-
-class ResendEmulatorState:
-    """All mutable state of one emulator app: accounts, limiter, faults, stats, config."""
+class ResendEmulatorState(Emulator):
+    """All mutable state of one emulator app: the kit's limiter, faults, stats and config
+    plus the accounts and import workers."""
 
     def __init__(
         self,
@@ -187,22 +170,26 @@ class ResendEmulatorState:
         require_user_agent: bool = True,
         import_delay: float = 0.0,
     ) -> None:
-        self.lock = threading.RLock()
+        super().__init__(
+            errors=RESEND_ERRORS,
+            authenticate=self._authenticate,
+            rate=rate,
+            rate_limit_error=self._rate_limit_error,
+            require_user_agent=require_user_agent,
+            user_agent_error=ApiError(
+                403,
+                "missing_user_agent",
+                "The `User-Agent` header is required. Add a User-Agent header to your request.",
+            ),
+            options=[ConfigOption("import_delay", lambda: self.import_delay, self._set_delay)],
+            on_reset=self._drop_data,
+            describe_accounts=self._account_counts,
+        )
         self.api_keys = set(api_keys) if api_keys is not None else None
-        self.require_user_agent = require_user_agent
         self.import_delay = import_delay
         """Seconds an import stays ``queued`` before it starts; lets tests watch it."""
-        self.limiter = RateLimiter(rate)
-        self.faults = FaultSet()
-        self.random = random.Random()
         self.accounts: dict[str, Account] = {}
-        self.stats = Stats()
         self.import_threads: list[threading.Thread] = []
-
-    @property
-    def rate(self) -> float:
-        """Allowed requests per second per API key."""
-        return self.limiter.rate
 
     def account(self, api_key: str) -> Account:
         """The account of ``api_key``, created on first use."""
@@ -218,13 +205,27 @@ class ResendEmulatorState:
             return api_key.startswith("re_") and len(api_key) > 3
         return api_key in self.api_keys
 
-    def reset(self) -> None:
-        """Drop all data, faults, counters and rate-limit history; keep configuration."""
-        with self.lock:
-            self.accounts = {}
-            self.stats = Stats()
-            self.faults.clear()
-            self.limiter.reset()
+    def _authenticate(self, request: Request) -> str:
+        api_key = bearer_token(request.headers)
+        if api_key is None:
+            raise ApiError(401, "missing_api_key", DEFAULT_MESSAGES["missing_api_key"])
+        if not self.key_is_valid(api_key):
+            raise ApiError(403, "invalid_api_key", "API key is invalid")
+        return api_key
+
+    def _rate_limit_error(self, decision: Decision) -> ApiError:
+        return ApiError(429, "rate_limit_exceeded", rate_limit_message(self.rate))
+
+    def _set_delay(self, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError("`import_delay` must be >= 0 seconds.")
+        self.import_delay = float(value)
+
+    def _drop_data(self) -> None:
+        self.accounts = {}
+
+    def _account_counts(self) -> dict[str, dict[str, int]]:
+        return {key: acc.counts() for key, acc in self.accounts.items()}
 
     def wait_for_imports(self, timeout: float = 30.0) -> None:
         """Join the import workers started so far (a test helper)."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -119,6 +120,10 @@ class AudienceSync(Timestamped, Base):
     field_mapping: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     sync_mode: Mapped[str] = mapped_column(String(10))
     schedule: Mapped[str | None] = mapped_column(String(120), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    catch_up: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    schedule_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_tick_at: Mapped[datetime | None] = mapped_column(default=None)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(10), default="draft")
     status_error: Mapped[str] = mapped_column(Text, default="")
@@ -144,6 +149,8 @@ class SyncRun(Base):
             postgresql_where=text("status IN ('pending', 'running')"),
             sqlite_where=text("status IN ('pending', 'running')"),
         ),
+        # Each scheduled tick of a sync is recorded once, whatever number of beats run.
+        Index("uq_sync_runs_tick", "sync_id", "scheduled_for", unique=True),
         Index("ix_sync_runs_sync_created", "sync_id", "created_at"),
         Index("ix_sync_runs_status", "status"),
     )
@@ -155,6 +162,7 @@ class SyncRun(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     sync_mode: Mapped[str] = mapped_column(String(10))
     error: Mapped[str] = mapped_column(Text, default="")
+    scheduled_for: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)

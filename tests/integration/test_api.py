@@ -36,7 +36,7 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 def test_sync_lifecycle_has_every_field_of_the_seed_object(ws: WorkspaceClient) -> None:
     sync = make_sync(ws, URL, schedule="0 */4 * * *", description="to the newsletter")
-    assert set(sync) == SYNC_FIELDS
+    assert set(sync) == SYNC_FIELDS | {"timezone", "catch_up", "next_run_at"}
     assert sync["sync_mode"] == "mirror"
     assert sync["schedule"] == "0 */4 * * *"
     assert sync["status"] == "active"

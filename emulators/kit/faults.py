@@ -1,25 +1,40 @@
 """Fault injection, so connector tests can exercise retries and error handling.
 
-Rules are added with ``POST /_emulator/faults`` and dropped with ``DELETE``. A faulted
-request is answered before any handler runs, so it changes no data, exactly like a
-request the real service failed.
+Rules are added with ``POST /_emulator/faults`` and dropped with ``DELETE``. A rule
+either fails whole requests (counted, until cleared, or at random) or rejects writes of
+particular email addresses. A request-level fault is answered before any handler runs,
+so it changes no data, exactly like a request the real service failed.
+
+Email rules are checked in two places, because services differ in what one request
+writes: the gate checks the emails a service's :data:`EmailExtractor` finds in a JSON
+body (one contact per request), and handlers of batch or import endpoints call
+:meth:`FaultSet.for_email` per item so only that item fails.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DEFAULT_MESSAGES, ApiError, default_name
+from .errors import ApiError, ErrorFormat
+
+EmailExtractor = Callable[[str, Any], Iterable[str]]
+"""``(route key, parsed JSON body) -> emails`` the request would write."""
+
+
+def normalize_email(email: str) -> str:
+    """Emails match case-insensitively and without surrounding blanks."""
+    return email.strip().lower()
 
 
 @dataclass
 class FaultRule:
     """One injected failure pattern.
 
-    Exactly one trigger applies: ``reject_emails`` (creates/updates of those emails),
+    Exactly one trigger applies: ``reject_emails`` (writes of those emails),
     ``probability`` (that share of requests, at random) or otherwise a count
     (``remaining`` requests, or every request until cleared when ``None``).
     ``route`` optionally narrows the rule to one route key such as ``"POST /contacts"``.
@@ -27,12 +42,15 @@ class FaultRule:
 
     status: int
     name: str
+    """The error code the service renders (Resend ``name``, Klaviyo ``code``...)."""
     message: str
     remaining: int | None = None
     probability: float | None = None
     reject_emails: frozenset[str] | None = None
     route: str | None = None
     retry_after: int | None = None
+    default_message: bool = True
+    """Whether ``message`` is the format's default (then email errors name the address)."""
 
     def error(self) -> ApiError:
         """The error this rule answers with."""
@@ -44,7 +62,7 @@ class FaultRule:
     def email_error(self, email: str) -> ApiError:
         """The error for a rejected write of ``email``; the message names the address."""
         message = self.message
-        if self.message == DEFAULT_MESSAGES.get(self.name):
+        if self.default_message:
             message = f"The email address `{email}` was rejected: {self.message}"
         return ApiError(self.status, self.name, message)
 
@@ -61,19 +79,19 @@ class FaultRule:
         }
 
 
-def parse_rule(body: Any) -> FaultRule:
-    """Build a rule from the admin endpoint's JSON, raising ``ValueError`` when malformed."""
+def parse_rule(body: Any, errors: ErrorFormat) -> FaultRule:
+    """Build a rule from the admin endpoint's JSON, raising ``ValueError`` when malformed.
+
+    ``errors`` supplies the service's default code and message for the status.
+    """
     if not isinstance(body, dict):
         raise ValueError("the fault must be a JSON object")
     status = body.get("status", 500)
     if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
         raise ValueError("`status` must be an HTTP error status (400-599)")
-    name = body.get("name") or default_name(status)
-    if status == 422 and "reject_emails" in body and "name" not in body:
-        name = "validation_error"
-    message = body.get("message") or DEFAULT_MESSAGES.get(
-        name, f"Injected fault ({status} {name})."
-    )
+    name = str(body.get("name") or errors.code_for(status))
+    default = errors.messages.get(name, f"Injected fault ({status} {name}).")
+    message = str(body.get("message") or default)
     count = body.get("count")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
         raise ValueError("`count` must be a positive integer")
@@ -87,7 +105,7 @@ def parse_rule(body: Any) -> FaultRule:
     if emails is not None:
         if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
             raise ValueError("`reject_emails` must be a list of strings")
-        reject = frozenset(e.strip().lower() for e in emails)
+        reject = frozenset(normalize_email(e) for e in emails)
     route = body.get("route")
     if route is not None and not isinstance(route, str):
         raise ValueError("`route` must be a string such as 'POST /contacts'")
@@ -98,22 +116,25 @@ def parse_rule(body: Any) -> FaultRule:
         raise ValueError("`retry_after` must be a non-negative integer")
     return FaultRule(
         status=status,
-        name=str(name),
-        message=str(message),
+        name=name,
+        message=message,
         remaining=count,
         probability=float(probability) if probability is not None else None,
         reject_emails=reject,
         route=route,
         retry_after=retry_after,
+        default_message=message == default,
     )
 
 
 class FaultSet:
-    """The active rules; thread-safe."""
+    """The active rules (first match wins) and the seedable dice; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
+        self.random = random.Random()
+        """Drives ``fail_probability``; ``POST /_emulator/config {"seed": n}`` seeds it."""
 
     def add(self, rule: FaultRule) -> None:
         """Activate ``rule`` after the existing ones."""
@@ -130,7 +151,12 @@ class FaultSet:
         with self._lock:
             return [rule.describe() for rule in self._rules]
 
-    def for_request(self, route: str, rng: random.Random) -> FaultRule | None:
+    def has_email_rules(self) -> bool:
+        """Whether any rule rejects emails (lets the gate skip reading bodies otherwise)."""
+        with self._lock:
+            return any(rule.reject_emails is not None for rule in self._rules)
+
+    def for_request(self, route: str) -> FaultRule | None:
         """The rule that fails this request, consuming one use of a counted rule."""
         with self._lock:
             for rule in self._rules:
@@ -139,7 +165,7 @@ class FaultSet:
                 if rule.route is not None and rule.route != route:
                     continue
                 if rule.probability is not None:
-                    if rng.random() < rule.probability:
+                    if self.random.random() < rule.probability:
                         return rule
                     continue
                 if rule.remaining is None:
@@ -150,11 +176,18 @@ class FaultSet:
                 return rule
             return None
 
-    def for_email(self, email: str) -> FaultRule | None:
-        """The rule that rejects writes of ``email``, if any."""
-        needle = email.strip().lower()
+    def for_email(self, email: str, route: str | None = None) -> FaultRule | None:
+        """The rule that rejects writes of ``email`` (on ``route``, when given), if any.
+
+        With ``route=None`` a rule's own ``route`` is ignored, for callers (such as a
+        background import) that have no request route.
+        """
+        needle = normalize_email(email)
         with self._lock:
             for rule in self._rules:
-                if rule.reject_emails is not None and needle in rule.reject_emails:
-                    return rule
+                if rule.reject_emails is None or needle not in rule.reject_emails:
+                    continue
+                if route is not None and rule.route is not None and rule.route != route:
+                    continue
+                return rule
             return None
