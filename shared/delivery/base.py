@@ -8,6 +8,7 @@ authenticates, its batch size, its paths and payloads, and how to read its error
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -19,6 +20,8 @@ from shared.delivery.http import DeliveryClient, RetryPolicy
 
 class HttpConnector(ABC):
     type: ClassVar[str]
+    # The most records one upsert()/remove() call receives. A connector with a bulk endpoint
+    # declares the bulk size and picks per-record calls itself when a call brings few records.
     batch_size: ClassVar[int] = 100
     default_base_url: ClassVar[str]
     refused_statuses: ClassVar[frozenset[int]] = frozenset({401, 403})
@@ -31,6 +34,8 @@ class HttpConnector(ABC):
         client: DeliveryClient | None = None,
     ) -> None:
         self.config = config
+        # Records delivered per path ("per_record", "bulk"); the run records the mix.
+        self.paths: Counter[str] = Counter()
         self.client = client or DeliveryClient(
             self.base_url(config, credentials), self.auth_headers(credentials), policy
         )

@@ -79,9 +79,11 @@ class ResendConnector(HttpConnector):
 
     def upsert(self, records: Sequence[Record]) -> list[Outcome]:
         self._ensure_properties(records)
+        self.paths["per_record"] += len(records)
         return [self._upsert_one(record) for record in records]
 
     def remove(self, records: Sequence[Record]) -> list[Outcome]:
+        self.paths["per_record"] += len(records)
         return [self._remove_one(record) for record in records]
 
     def _upsert_one(self, record: Record) -> Outcome:
