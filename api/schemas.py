@@ -28,6 +28,23 @@ def validate_schedule(value: str | None) -> str | None:
     return validate_cron(value, allow_seconds=get_settings().cron_seconds)
 
 
+def validate_sync_config(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The sync settings the engine reads; anything else is kept for the user."""
+    if value is None:
+        return None
+    share = value.get("max_removal_share")
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+    ):
+        raise ValueError("config.max_removal_share must be a number between 0 and 1")
+    minimum = value.get("removal_guard_min")
+    if minimum is not None and (
+        isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0
+    ):
+        raise ValueError("config.removal_guard_min must be a whole number of records, 0 or more")
+    return value
+
+
 def validate_timezone(value: str) -> str:
     parse_zone(value)
     return value
@@ -61,6 +78,7 @@ class AudienceSyncCreate(Strict):
     _ids = field_validator("audience_id", "destination_id")(_uuid)
     _cron = field_validator("schedule")(validate_schedule)
     _zone = field_validator("timezone")(validate_timezone)
+    _config = field_validator("config")(validate_sync_config)
 
 
 class AudienceSyncUpdate(Strict):
@@ -80,6 +98,7 @@ class AudienceSyncUpdate(Strict):
     status: SettableStatus | None = None
 
     _cron = field_validator("schedule")(validate_schedule)
+    _config = field_validator("config")(validate_sync_config)
 
     @field_validator("timezone")
     @classmethod
@@ -155,6 +174,22 @@ class SyncRunOut(BaseModel):
     unchanged: int
     failed: int
     destination_requests: int
+    delivery_paths: dict[str, int] = Field(
+        default_factory=dict, description="records sent per path: per_record, bulk"
+    )
+    allow_mass_removal: bool = False
+
+
+class TriggerRequest(Strict):
+    allow_mass_removal: bool = Field(
+        default=False,
+        description="let this one run remove more than the sync's removal guard allows",
+    )
+
+
+class DestinationCheck(BaseModel):
+    ok: bool
+    message: str
 
 
 class SyncRunDetail(SyncRunOut):

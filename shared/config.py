@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     )
 
     # Run execution
-    batch_size: int = 100
+    batch_size: int | None = Field(
+        default=None, description="cap on records per destination call (default: the connector's)"
+    )
     run_lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
     republish_after_seconds: float = 30.0
@@ -44,6 +46,10 @@ class Settings(BaseSettings):
     scheduler_lock_seconds: float = 10.0
     run_retention_days: float = 90.0
     stuck_run_seconds: float = 900.0
+
+    # Deletion guard (per-sync overrides in the sync's config: max_removal_share, removal_guard_min)
+    max_removal_share: float = 0.5
+    removal_guard_min: int = 10
 
     # Delivery to destinations
     http_timeout_seconds: float = 30.0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +23,7 @@ from shared.config import Settings
 from shared.db.models import AudienceSync, RunError, SyncRun, SyncState
 from shared.db.types import utcnow
 from shared.delivery.connector import (
+    BatchRejected,
     Connector,
     DestinationError,
     DestinationUnavailable,
@@ -45,6 +46,7 @@ from shared.logs import log_context, log_event
 from shared.runs import Claim, beat, claim_run
 
 logger = logging.getLogger(__name__)
+SAVE_EVERY = 10  # outcomes saved per transaction when a connector yields them one by one
 ConnectorFactory = Callable[..., Connector]
 
 
@@ -114,14 +116,27 @@ class _Delivery:
         self.mode = SyncMode(run.sync_mode)
         self.connector = connector
         self.mapping = FieldMapping.parse(sync.field_mapping)
-        self.batch_size = max(1, min(settings.batch_size, connector.batch_size))
+        connector.prepare([item.destination_field for item in self.mapping])
+        cap = settings.batch_size or connector.batch_size
+        self.batch_size = max(1, min(cap, connector.batch_size))
         self.requests_seen = 0
+        self.allow_mass_removal = run.allow_mass_removal
+        self.earlier_paths = dict(run.delivery_paths or {})  # from deliveries before a crash
+        self.max_removal_share = float(
+            sync.config.get("max_removal_share", settings.max_removal_share)
+        )
+        self.removal_guard_min = int(
+            sync.config.get("removal_guard_min", settings.removal_guard_min)
+        )
 
     def run(self) -> str:
         totals = Counter(change.op for change in self._plan())
         planned = sum(totals[op] for op in CALLS_DESTINATION)
         self._record(BatchResult(), planned_total=planned)
         log_event(logger, "run.planned", **{str(op): n for op, n in totals.items()})
+        refusal = self._removal_guard(totals[Op.REMOVE])
+        if refusal:
+            return _finish(self.sessions, self.claim, self.sync.id, "failed", refusal)
         if planned or totals[Op.TRACK] or totals[Op.FORGET]:
             self._deliver(self._plan())
         else:  # nothing to send or to note: skip the second pass
@@ -130,6 +145,33 @@ class _Delivery:
             run = session.get_one(SyncRun, self.claim.run_id)
             status = "partial" if run.failed else "succeeded"
         return _finish(self.sessions, self.claim, self.sync.id, status, "")
+
+    def connector_paths(self) -> dict[str, int]:
+        """Records per delivery path so far in this run, this delivery included."""
+        paths: dict[str, int] = dict(getattr(self.connector, "paths", {}) or {})
+        for path, count in self.earlier_paths.items():
+            paths[path] = paths.get(path, 0) + int(count)
+        return paths
+
+    def _removal_guard(self, removals: int) -> str:
+        """Refuse to remove most of what this sync delivered in one run: when a source suddenly
+        returns nothing, a mirror would otherwise empty the destination."""
+        if self.allow_mass_removal or removals < self.removal_guard_min:
+            return ""
+        with self.sessions() as session:
+            delivered = session.execute(
+                select(func.count()).where(
+                    SyncState.sync_id == self.sync.id, SyncState.delivered.is_(True)
+                )
+            ).scalar_one()
+        if not delivered or removals / delivered <= self.max_removal_share:
+            return ""
+        return (
+            f"removal guard: this run would remove {removals} of the {delivered} records this sync "
+            f"delivered ({removals / delivered:.0%}), more than the limit of "
+            f"{self.max_removal_share:.0%}. Nothing was sent. Check the audience and its source; "
+            'to go ahead once, trigger the sync with {"allow_mass_removal": true}.'
+        )
 
     def _deliver(self, plan: Iterator[Change]) -> None:
         """Send full batches as the plan streams by; unchanged members cost nothing."""
@@ -193,19 +235,57 @@ class _Delivery:
         for key, hash_, delivered, status, ref in session.execute(statement):
             yield Delivered(key, hash_, delivered, status == "failed", ref)
 
-    def _send(
-        self, batch: Sequence[Change], call: Callable[[Sequence[Record]], list[Outcome]]
-    ) -> None:
+    def _send(self, batch: Sequence[Change], call: Callable[[Sequence[Record]], Any]) -> None:
+        """Deliver one batch, saving outcomes as they arrive (a connector that yields them
+        record by record gets its work saved every few records, not only at the end).
+
+        A batch the service rejects as a whole (``BatchRejected``) is split in halves until the
+        bad records are isolated: the good ones are delivered, the bad ones fail alone.
+        """
+        changes = {change.key: change for change in batch}
         records = [
             Record(change.key, change.payload or {}, change.destination_ref) for change in batch
         ]
+        answered: dict[str, Outcome] = {}
+        saved = 0
+
+        def save() -> None:
+            nonlocal saved
+            keys = list(answered)[saved:]
+            if keys:
+                self._record(self._result([changes[key] for key in keys], answered))
+            saved = len(answered)
+
+        def unanswered() -> list[Change]:
+            return [change for key, change in changes.items() if key not in answered]
+
         try:
-            outcomes = {outcome.key: outcome for outcome in call(records)}
+            for outcome in call(records):
+                if outcome.key in changes and outcome.key not in answered:
+                    answered[outcome.key] = outcome
+                    if len(answered) - saved >= SAVE_EVERY:
+                        save()
+        except BatchRejected as exc:
+            save()
+            rest = unanswered()
+            if len(rest) == 1:
+                failed = Outcome(rest[0].key, False, error=exc.message, status_code=exc.status)
+                self._record(self._result(rest, {failed.key: failed}))
+                return
+            half = len(rest) // 2
+            self._send(rest[:half], call)
+            self._send(rest[half:], call)
+            return
         except DestinationUnavailable as exc:
-            failed = [Outcome(change.key, False, error=str(exc)) for change in batch]
-            self._record(self._result(batch, {o.key: o for o in failed}))
+            save()
+            rest = unanswered()
+            self._record(
+                self._result(rest, {c.key: Outcome(c.key, False, error=str(exc)) for c in rest})
+            )
             raise
-        self._record(self._result(batch, outcomes))
+        save()
+        if rest := unanswered():
+            self._record(self._result(rest, {}))
 
     def _result(self, batch: Sequence[Change], outcomes: dict[str, Outcome]) -> BatchResult:
         result = BatchResult()
@@ -287,6 +367,9 @@ class _Delivery:
                 requests - self.requests_seen
             )
             values["heartbeat_at"] = utcnow()
+            paths = self.connector_paths()
+            if paths:
+                values["delivery_paths"] = paths
             if planned_total is not None:
                 values["planned_total"] = SyncRun.processed + planned_total
             owned = session.execute(

@@ -8,9 +8,11 @@ from sqlalchemy import exists, select
 from api.deps import DbSession, WorkspaceId
 from api.errors import ApiError
 from api.routes.lookups import get_owned
-from api.schemas import Deleted, DestinationCreate, DestinationOut
+from api.schemas import Deleted, DestinationCheck, DestinationCreate, DestinationOut
+from shared.config import get_settings
 from shared.db.models import AudienceSync, Destination
-from shared.delivery.registry import validate_destination
+from shared.delivery.connector import DestinationError, DestinationUnavailable
+from shared.delivery.registry import build_connector, validate_destination
 from shared.secrets import encrypt_json
 
 router = APIRouter(prefix="/api/v1/workspaces/{id}/destinations", tags=["destinations"])
@@ -52,6 +54,32 @@ def get_destination(
     destination_id: str, workspace_id: WorkspaceId, session: DbSession
 ) -> Destination:
     return get_owned(session, Destination, destination_id, workspace_id, "destination")
+
+
+@router.post(
+    "/{destination_id}/test",
+    response_model=DestinationCheck,
+    summary="Check the destination's credentials and settings against the service",
+)
+def test_destination(
+    destination_id: str, workspace_id: WorkspaceId, session: DbSession
+) -> DestinationCheck:
+    """Answers 200 either way; ``ok`` says whether the service accepted the credentials, and
+    ``message`` gives the service's reason when it did not (never the credentials)."""
+    destination = get_owned(session, Destination, destination_id, workspace_id, "destination")
+    try:
+        connector = build_connector(destination, get_settings())
+    except Exception as exc:
+        return DestinationCheck(ok=False, message=f"destination unusable: {type(exc).__name__}")
+    try:
+        connector.check()
+    except DestinationError as exc:
+        return DestinationCheck(ok=False, message=str(exc))
+    except DestinationUnavailable as exc:
+        return DestinationCheck(ok=False, message=f"service unavailable: {exc}")
+    finally:
+        connector.close()
+    return DestinationCheck(ok=True, message="the service accepted the credentials")
 
 
 @router.delete("/{destination_id}", response_model=Deleted, summary="Delete a destination")

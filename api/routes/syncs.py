@@ -20,6 +20,7 @@ from api.schemas import (
     SchedulePreview,
     SyncRunDetail,
     SyncRunOut,
+    TriggerRequest,
 )
 from shared.db.models import (
     ACTIVE_RUN_STATUSES,
@@ -171,10 +172,16 @@ def delete_sync(sync_id: str, workspace_id: WorkspaceId, session: DbSession) -> 
 @router.post(
     "/{sync_id}/trigger", response_model=SyncRunOut, status_code=201, summary="Trigger a sync run"
 )
-def trigger_sync(sync_id: str, workspace_id: WorkspaceId, session: DbSession) -> SyncRun:
+def trigger_sync(
+    sync_id: str,
+    workspace_id: WorkspaceId,
+    session: DbSession,
+    body: TriggerRequest | None = None,
+) -> SyncRun:
     sync = get_owned(session, AudienceSync, sync_id, workspace_id, "audience sync")
     try:
         run = create_run(session, sync, trigger="manual")
+        run.allow_mass_removal = bool(body and body.allow_mass_removal)
     except SyncAlreadyRunning as exc:
         raise ApiError(409, str(exc), code="run_in_progress") from None
     except SyncPaused as exc:

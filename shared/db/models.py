@@ -177,6 +177,8 @@ class SyncRun(Base):
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     destination_requests: Mapped[int] = mapped_column(Integer, default=0)
+    delivery_paths: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    allow_mass_removal: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class SyncState(Base):

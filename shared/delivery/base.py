@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import httpx
@@ -36,6 +36,8 @@ class HttpConnector(ABC):
         self.config = config
         # Records delivered per path ("per_record", "bulk"); the run records the mix.
         self.paths: Counter[str] = Counter()
+        # The destination fields the sync maps (set by prepare); removals may need them.
+        self.mapped_fields: list[str] = []
         self.client = client or DeliveryClient(
             self.base_url(config, credentials), self.auth_headers(credentials), policy
         )
@@ -66,10 +68,15 @@ class HttpConnector(ABC):
     def check(self) -> None: ...
 
     @abstractmethod
-    def upsert(self, records: Sequence[Record]) -> list[Outcome]: ...
+    def upsert(self, records: Sequence[Record]) -> Iterable[Outcome]:
+        """One outcome per record; may yield them as they come (see the executor's saving)."""
 
     @abstractmethod
-    def remove(self, records: Sequence[Record]) -> list[Outcome]: ...
+    def remove(self, records: Sequence[Record]) -> Iterable[Outcome]: ...
+
+    def prepare(self, destination_fields: Sequence[str]) -> None:
+        """Called once per run, before any delivery, with the sync's destination fields."""
+        self.mapped_fields = list(destination_fields)
 
     @property
     def request_count(self) -> int:

@@ -7,7 +7,7 @@ executor. A connector knows nothing of Celery or of our database.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -34,6 +34,19 @@ class DestinationError(Exception):
     """The destination cannot be used at all (bad credentials, missing segment): fail the run."""
 
 
+class BatchRejected(Exception):
+    """The service refused a whole multi-record request (one bad record spoils the batch).
+
+    The executor splits the batch in halves and sends each again until the bad records are
+    alone, so the good ones are delivered and each bad one fails with the service's message.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
 class DestinationUnavailable(Exception):
     """The destination kept failing (5xx, timeouts) past the retry budget."""
 
@@ -49,13 +62,17 @@ class Connector(Protocol):
     def validate_mapping(destination_fields: Sequence[str]) -> None:
         """Raise ``ValueError`` naming any field the service cannot accept."""
 
+    def prepare(self, destination_fields: Sequence[str]) -> None:
+        """Called once per run with the sync's destination fields, before any delivery."""
+
     def check(self) -> None:
         """Check the credentials against the service; raise ``DestinationError`` if refused."""
 
-    def upsert(self, records: Sequence[Record]) -> list[Outcome]:
-        """Create or update these records; one outcome per record, in any order."""
+    def upsert(self, records: Sequence[Record]) -> Iterable[Outcome]:
+        """Create or update these records; one outcome per record, in any order. May yield
+        outcomes as they come, so that a long call's progress is saved as it goes."""
 
-    def remove(self, records: Sequence[Record]) -> list[Outcome]:
+    def remove(self, records: Sequence[Record]) -> Iterable[Outcome]:
         """Remove what this sync delivered for these records."""
 
     def close(self) -> None: ...
