@@ -93,7 +93,7 @@ def run_demo(users: int, rate: float) -> None:
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
-        sync_id = _define_sync(client, resend.url)
+        sync_id = _define_sync(client, resend.url, rate)
         expected_first = sum(1 for u in people if u["last_active_at"] >= now - timedelta(days=30))
         console.print(f'Audience "active in the last 30 days": {expected_first} members')
 
@@ -120,14 +120,14 @@ def _load(workspace_id: str, people: list[dict[str, Any]]) -> None:
         upsert_contacts(session, workspace_id, people)
 
 
-def _define_sync(client: httpx.Client, resend_url: str) -> str:
+def _define_sync(client: httpx.Client, resend_url: str, rate: float) -> str:
     destination = _ok(
         client.post(
             "/destinations",
             json={
                 "name": "Resend (emulated)",
                 "type": "resend",
-                "config": {"base_url": resend_url},
+                "config": {"base_url": resend_url, "rate_limit": rate},
                 "credentials": {"api_key": "re_demo_key_not_secret"},
             },
         )

@@ -285,7 +285,8 @@ def make_sync(
         {
             "name": "resend",
             "type": "resend",
-            "config": {"base_url": resend_url},
+            # The emulator allows 200 requests/s; tell the shared limiter so.
+            "config": {"base_url": resend_url, "rate_limit": 200},
             "credentials": {"api_key": api_key},
         },
     )

@@ -24,6 +24,9 @@ class HttpConnector(ABC):
     # declares the bulk size and picks per-record calls itself when a call brings few records.
     batch_size: ClassVar[int] = 100
     default_base_url: ClassVar[str]
+    # What the service allows one account by default (config ``rate_limit`` overrides the rate).
+    default_rate: ClassVar[float] = 10.0
+    max_concurrency: ClassVar[int | None] = None
     refused_statuses: ClassVar[frozenset[int]] = frozenset({401, 403})
 
     def __init__(

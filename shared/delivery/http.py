@@ -28,6 +28,7 @@ from tenacity import (
 
 from shared.config import Settings
 from shared.delivery.connector import DestinationUnavailable
+from shared.delivery.limiter import AccountLimiter
 from shared.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class DeliveryClient:
         self.sleep = sleep
         self.request_count = 0
         self.rate_limited_count = 0
+        # The account's shared limiter (set by the registry when Redis is configured).
+        self.limiter: AccountLimiter | None = None
         self._not_before = 0.0
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -120,11 +123,17 @@ class DeliveryClient:
             self.sleep(delay)
 
     def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self.limiter is not None:
+            self.limiter.acquire()
         self.request_count += 1
+        response: httpx.Response | None = None
         try:
             response = self._client.request(method, path, **kwargs)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Transient(f"{type(exc).__name__}") from exc
+        finally:
+            if self.limiter is not None:
+                self.limiter.release(response)
         if response.status_code >= 500:
             raise _Transient(f"HTTP {response.status_code}")
         return response

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.config import Settings
 from shared.db.models import Destination
 from shared.delivery.base import HttpConnector
-from shared.delivery.connector import Connector
 from shared.delivery.http import RetryPolicy
+from shared.delivery.limiter import AccountLimiter, account_key
 from shared.delivery.resend import ResendConnector
 from shared.secrets import decrypt_json
 
@@ -26,10 +27,27 @@ def validate_destination(type_: str, config: dict[str, Any], credentials: dict[s
         not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
     ):
         raise ValueError("config.base_url must be an http(s) URL")
+    rate = config.get("rate_limit")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+    ):
+        raise ValueError("config.rate_limit must be a positive number of requests per second")
     CONNECTORS[type_].validate_config(config, credentials)
 
 
-def build_connector(destination: Destination, settings: Settings) -> Connector:
+def build_connector(destination: Destination, settings: Settings) -> HttpConnector:
     credentials = decrypt_json(destination.credentials_encrypted)
     connector_class = CONNECTORS[destination.type]
-    return connector_class(destination.config, credentials, RetryPolicy.from_settings(settings))
+    connector = connector_class(
+        destination.config, credentials, RetryPolicy.from_settings(settings)
+    )
+    if settings.redis_url:
+        base_url = connector_class.base_url(destination.config, credentials)
+        secret = json.dumps(credentials, sort_keys=True)
+        connector.client.limiter = AccountLimiter(
+            settings.redis_url,
+            account_key(destination.type, base_url, secret),
+            rate=float(destination.config.get("rate_limit") or connector_class.default_rate),
+            concurrency=connector_class.max_concurrency,
+        )
+    return connector

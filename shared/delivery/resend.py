@@ -48,6 +48,7 @@ class ResendConnector(HttpConnector):
     type: ClassVar[str] = "resend"
     batch_size: ClassVar[int] = 5000
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    default_rate: ClassVar[float] = 2.0
 
     def __init__(
         self,

@@ -1,0 +1,181 @@
+"""One rate limiter per destination account, shared by every worker process and run.
+
+Celery's ``rate_limit`` is per worker; a service's limit is per account. So the budget lives in
+Redis and is taken atomically by Lua scripts that use Redis' own clock (no drift between
+worker machines):
+
+- a GCRA (generic cell rate algorithm) spaces requests at the account's rate, with a small
+  burst;
+- a semaphore caps requests in flight per account (Mailchimp allows 10 connections); each slot
+  expires, so a killed worker cannot hold one forever;
+- what the service itself says wins: a 429's ``retry-after``, or ``ratelimit-remaining: 0`` with
+  its reset, blocks the whole account for every worker until then.
+
+If Redis cannot be reached the limiter steps aside (logged): requests still honour the service's
+own 429s through ``DeliveryClient``, so nothing is lost, only politeness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import httpx
+import redis
+
+from shared.logs import log_event
+
+logger = logging.getLogger(__name__)
+
+# GCRA: KEYS[1] = theoretical arrival time (ms); ARGV = interval ms, burst.
+# Returns 0 when admitted, else the milliseconds to wait.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - interval * burst
+if now < allow_at then return allow_at - now end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now + interval * (burst + 1)))
+return 0
+"""
+
+# Semaphore: KEYS[1] = zset of slot -> expiry (ms); ARGV = slot id, cap, ttl ms.
+_ACQUIRE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+# Blocked-until: KEYS[1]; ARGV[1] = ms to block. Returns ms left of an existing block, or 0.
+_BLOCK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = tonumber(ARGV[1])
+if wait > 0 then
+  local current = tonumber(redis.call('GET', KEYS[1]) or 0)
+  if now + wait > current then redis.call('SET', KEYS[1], now + wait, 'PX', wait) end
+  return 0
+end
+local current = tonumber(redis.call('GET', KEYS[1]) or 0)
+if current > now then return current - now end
+return 0
+"""
+
+
+def account_key(kind: str, base_url: str, secret: str) -> str:
+    """Who the service counts requests against, without keeping the secret anywhere."""
+    digest = hashlib.sha256(f"{kind}\0{base_url}\0{secret}".encode()).hexdigest()[:24]
+    return f"audiencesync:limit:{kind}:{digest}"
+
+
+class AccountLimiter:
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        rate: float,
+        concurrency: int | None = None,
+        burst: int = 1,
+        slot_ttl_seconds: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        self.key = key
+        self.interval_ms = max(1, round(1000 / rate))
+        self.burst = max(0, burst - 1)
+        self.concurrency = concurrency
+        self.slot_ttl_ms = int(slot_ttl_seconds * 1000)
+        self.sleep = sleep
+        self.waited_seconds = 0.0
+        self._slot: str | None = None
+        self._gcra = self.client.register_script(_GCRA)
+        self._acquire_slot = self.client.register_script(_ACQUIRE_SLOT)
+        self._block = self.client.register_script(_BLOCK)
+        self._disabled = False
+
+    def acquire(self) -> None:
+        """Wait until this account may send one more request, then take the turn."""
+        if self._disabled:
+            return
+        try:
+            self._wait_until_unblocked()
+            if self.concurrency:
+                self._take_slot()
+            while (wait_ms := self._turn()) > 0:
+                self._pause(wait_ms / 1000)
+        except redis.RedisError as exc:
+            self._step_aside(exc)
+
+    def release(self, response: httpx.Response | None) -> None:
+        """Give the in-flight slot back and pass on what the service said about its limits."""
+        if self._disabled:
+            return
+        try:
+            if self._slot is not None:
+                self.client.zrem(f"{self.key}:slots", self._slot)
+                self._slot = None
+            if response is not None:
+                block = _service_block_seconds(response)
+                if block > 0:
+                    self._block(keys=[f"{self.key}:blocked"], args=[int(block * 1000)])
+        except redis.RedisError as exc:
+            self._step_aside(exc)
+
+    def _turn(self) -> int:
+        return int(self._gcra(keys=[f"{self.key}:gcra"], args=[self.interval_ms, self.burst]))
+
+    def _wait_until_unblocked(self) -> None:
+        while (left_ms := int(self._block(keys=[f"{self.key}:blocked"], args=[0]))) > 0:
+            self._pause(left_ms / 1000)
+
+    def _take_slot(self) -> None:
+        slot = uuid.uuid4().hex
+        pause = 0.01
+        while not self._acquire_slot(
+            keys=[f"{self.key}:slots"], args=[slot, self.concurrency or 1, self.slot_ttl_ms]
+        ):
+            self._pause(pause)
+            pause = min(pause * 2, 0.25)
+        self._slot = slot
+
+    def _pause(self, seconds: float) -> None:
+        self.waited_seconds += seconds
+        self.sleep(seconds)
+
+    def _step_aside(self, exc: Exception) -> None:
+        self._disabled = True
+        self._slot = None
+        log_event(logger, "limiter.unavailable", level=logging.WARNING, error=type(exc).__name__)
+
+
+def _service_block_seconds(response: httpx.Response) -> float:
+    """How long the service asked everyone on this account to hold off."""
+    if response.status_code == 429:
+        for header in ("retry-after", "ratelimit-reset"):
+            value = _number(response.headers.get(header))
+            if value is not None:
+                return value
+        return 1.0
+    if _number(response.headers.get("ratelimit-remaining")) == 0:
+        return _number(response.headers.get("ratelimit-reset")) or 0.0
+    return 0.0
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
