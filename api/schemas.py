@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.config import get_settings
+from shared.domain.mapping import FieldMapping, MappingError
 from shared.schedules import parse_zone, validate_cron
 
 SyncModeName = Literal["add", "remove", "mirror", "upsert"]
@@ -55,8 +56,28 @@ class Strict(BaseModel):
 
 
 class FieldMappingItem(Strict):
-    source_column: str = Field(min_length=1, max_length=200)
+    """One destination field: from a source column (or a constant), optionally transformed."""
+
+    source_column: str | None = Field(default=None, min_length=1, max_length=200)
     destination_field: str = Field(min_length=1, max_length=200)
+    constant: Any = None
+    default: Any = None
+    transforms: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="applied in order: trim, lowercase, uppercase, normalize_email, e164 or "
+        '{"e164": "GB"}, sha256, first_name, last_name, {"date_format": "%Y-%m-%d"}',
+    )
+
+    @model_validator(mode="after")
+    def _known_transforms(self) -> FieldMappingItem:
+        try:
+            FieldMapping.parse_one(self.stored())
+        except MappingError as exc:
+            raise ValueError(str(exc).replace("field_mapping[0]: ", "")) from None
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(exclude_defaults=True)
 
 
 class AudienceSyncCreate(Strict):
@@ -120,7 +141,7 @@ class AudienceSyncOut(BaseModel):
     destination_id: str
     name: str
     description: str
-    field_mapping: list[FieldMappingItem]
+    field_mapping: list[dict[str, Any]]
     sync_mode: SyncModeName
     schedule: str | None
     timezone: str

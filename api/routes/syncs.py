@@ -47,7 +47,11 @@ def _check_mapping(
     mapping: list[FieldMappingItem],
 ) -> None:
     source = source_for(session, audience)
-    unknown = [item.source_column for item in mapping if not source.has_field(item.source_column)]
+    unknown = [
+        item.source_column
+        for item in mapping
+        if item.source_column is not None and not source.has_field(item.source_column)
+    ]
     if unknown:
         raise ApiError(
             422,
@@ -86,7 +90,7 @@ def create_sync(
     sync = AudienceSync(
         workspace_id=workspace_id,
         **body.model_dump(exclude={"field_mapping"}),
-        field_mapping=[item.model_dump() for item in body.field_mapping],
+        field_mapping=[item.stored() for item in body.field_mapping],
         schedule_changed_at=utcnow(),
     )
     session.add(sync)
@@ -140,9 +144,10 @@ def update_sync(
         workspace_id,
         "destination",
     )
-    mapping = body.field_mapping if body.field_mapping is not None else None
-    if mapping is not None or {"audience_id", "destination_id"} & changes.keys():
-        items = mapping or [FieldMappingItem(**item) for item in sync.field_mapping]
+    if body.field_mapping is not None:
+        changes["field_mapping"] = [item.stored() for item in body.field_mapping]
+    if {"field_mapping", "audience_id", "destination_id"} & changes.keys():
+        items = body.field_mapping or [FieldMappingItem(**item) for item in sync.field_mapping]
         _check_mapping(session, audience, destination, items)
     reschedules = {"schedule", "timezone"} & changes.keys() or (
         changes.get("status") == "active" and sync.status != "active"

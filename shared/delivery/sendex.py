@@ -170,8 +170,9 @@ class SendexConnector(HttpConnector):
             if self._ids_by_email is not None:
                 self._ids_by_email[email.lower()] = ref
             if record.destination_ref and record.destination_ref != ref:
-                # The member's email changed: the contact we made for the old one goes.
-                self._delete(audience, record.destination_ref)
+                # The member's email changed (a source keyed by something else): the contact
+                # made for the old address leaves as a removal would take it out.
+                self.raise_if_refused(self._remove_contact(audience, record.destination_ref))
         return self.outcome(record, response, ref if isinstance(ref, str) else None)
 
     def _contact_body(self, record: Record, email: str) -> dict[str, Any]:

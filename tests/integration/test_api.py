@@ -109,6 +109,16 @@ def test_paused_sync_cannot_be_triggered(ws: WorkspaceClient) -> None:
             "a-b",
         ),
         ({"field_mapping": [{"source_column": "first_name", "destination_field": "x"}]}, "email"),
+        (
+            {
+                "field_mapping": [
+                    *EMAIL_MAPPING,
+                    {"source_column": "email", "destination_field": "h", "transforms": ["rot13"]},
+                ]
+            },
+            "unknown transform",
+        ),
+        ({"field_mapping": [*EMAIL_MAPPING, {"destination_field": "src"}]}, "constant"),
     ],
 )
 def test_bad_sync_input_is_a_422_and_writes_nothing(
