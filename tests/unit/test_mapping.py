@@ -36,14 +36,17 @@ def test_google_customer_match_hashing_normalises_first() -> None:
 
 def test_rename_split_default_constant_and_dates() -> None:
     out = mapped(
-        {"source_column": "full_name", "destination_field": "first_name", "transforms": ["first_name"]},
-        {"source_column": "full_name", "destination_field": "last_name", "transforms": ["last_name"]},
+        {"source_column": "full_name", "destination_field": "first_name",
+         "transforms": ["first_name"]},
+        {"source_column": "full_name", "destination_field": "last_name",
+         "transforms": ["last_name"]},
         {"source_column": "plan", "destination_field": "plan", "default": "free"},
         {"constant": "newsletter", "destination_field": "source"},
         {"source_column": "signed_up", "destination_field": "since",
          "transforms": [{"date_format": "%Y-%m-%d"}]},
         {"source_column": "uk_phone", "destination_field": "phone", "transforms": [{"e164": "GB"}]},
-        {"source_column": "email", "destination_field": "email", "transforms": ["trim", "lowercase"]},
+        {"source_column": "email", "destination_field": "email",
+         "transforms": ["trim", "lowercase"]},
     )  # fmt: skip
     assert out == {
         "first_name": "Ada",
