@@ -1,11 +1,18 @@
-"""The FastAPI application. OpenAPI docs are served at ``/docs``."""
+"""The FastAPI application. OpenAPI docs are served at ``/docs``.
+
+Every module in ``api.routes`` that defines a ``router`` is mounted, so a new resource is one
+new module.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from fastapi import FastAPI
 
+import api.routes
 from api.errors import install_error_handlers
-from api.routes import audiences, destinations, health, syncs
 
 
 def create_app() -> FastAPI:
@@ -15,8 +22,11 @@ def create_app() -> FastAPI:
         description="Keep audiences in sync with the tools where marketing happens.",
     )
     install_error_handlers(app)
-    for module in (health, audiences, destinations, syncs):
-        app.include_router(module.router)
+    for info in sorted(pkgutil.iter_modules(api.routes.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"api.routes.{info.name}")
+        router = getattr(module, "router", None)
+        if router is not None:
+            app.include_router(router)
     return app
 
 

@@ -236,3 +236,8 @@ class Contact(Timestamped, Base):
     user_id: Mapped[str | None] = mapped_column(String(200), default=None)
     last_active_at: Mapped[datetime | None] = mapped_column(default=None)
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# Tables of later features live in modules of their own; importing them here puts them in
+# Base.metadata for Alembic and for every process.
+from shared.db import audience_models, event_models  # noqa: E402, F401

@@ -7,7 +7,7 @@ otherwise, hence ``COLLATE "C"`` there; SQLite compares bytes already.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -35,7 +35,12 @@ class MemberSource(Protocol):
 
     def has_field(self, name: str) -> bool: ...
 
-    def iter_members(self, rules: dict[str, Any] | None) -> Iterator[Member]: ...
+    def iter_members(
+        self, rules: dict[str, Any] | None, keys: Sequence[str] | None = None
+    ) -> Iterator[Member]:
+        """Members matching ``rules``, sorted by key; only those in ``keys`` when given (an
+        event re-evaluates one contact with the same SQL a full run uses)."""
+        ...
 
     def count(self, rules: dict[str, Any] | None) -> int: ...
 
@@ -81,13 +86,18 @@ class ContactStoreSource:
     def _where(self, rules: dict[str, Any] | None) -> ColumnElement[bool]:
         return compile_rules(rules, self.resolve)
 
-    def iter_members(self, rules: dict[str, Any] | None) -> Iterator[Member]:
+    def iter_members(
+        self, rules: dict[str, Any] | None, keys: Sequence[str] | None = None
+    ) -> Iterator[Member]:
         """Plain rows, not ORM objects: a sync may stream millions of them."""
         dialect = self.session.get_bind().dialect.name
         columns = [getattr(Contact, name) for name in self.COLUMNS] + [Contact.properties]
+        where = self._where(rules)
+        if keys is not None:
+            where = where & Contact.email.in_(list(keys))
         statement = (
             select(*columns)
-            .where(Contact.workspace_id == self.workspace_id, self._where(rules))
+            .where(Contact.workspace_id == self.workspace_id, where)
             .order_by(ordered_key(Contact.email, dialect))
             .execution_options(yield_per=self.chunk_size, stream_results=True)
         )

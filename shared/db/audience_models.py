@@ -1,0 +1,3 @@
+"""Tables for audiences beyond rules: static lists, imports, synced lists, groups."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Tables for contact events and the per-contact audit trail."""
+
+from __future__ import annotations
