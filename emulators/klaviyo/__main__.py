@@ -1,0 +1,5 @@
+"""``python -m emulators.klaviyo``."""
+
+from .cli import main
+
+main()

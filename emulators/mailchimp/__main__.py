@@ -1,0 +1,5 @@
+"""``python -m emulators.mailchimp``."""
+
+from .cli import main
+
+main()
