@@ -135,6 +135,9 @@ class CountingConnector:
     def validate_mapping(destination_fields: Sequence[str]) -> None:
         return None
 
+    def prepare(self, destination_fields: Sequence[str]) -> None:
+        return None
+
     def check(self) -> None:
         return None
 

@@ -9,15 +9,23 @@ from shared.config import Settings
 from shared.db.models import Destination
 from shared.delivery.base import HttpConnector
 from shared.delivery.http import RetryPolicy
-from shared.delivery.limiter import AccountLimiter, account_key
 from shared.delivery.klaviyo import KlaviyoConnector
+from shared.delivery.limiter import AccountLimiter, account_key
 from shared.delivery.mailchimp import MailchimpConnector
 from shared.delivery.resend import ResendConnector
+from shared.delivery.sendex import SendexConnector
+from shared.delivery.webhook import WebhookConnector
 from shared.secrets import decrypt_json
 
 CONNECTORS: dict[str, type[HttpConnector]] = {
     connector.type: connector
-    for connector in (ResendConnector, MailchimpConnector, KlaviyoConnector)
+    for connector in (
+        ResendConnector,
+        MailchimpConnector,
+        KlaviyoConnector,
+        SendexConnector,
+        WebhookConnector,
+    )
 }
 
 

@@ -26,7 +26,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.delivery.base import HttpConnector
-from shared.delivery.connector import DestinationError, Outcome, Record
+from shared.delivery.connector import BatchRejected, DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
 
 TIMESTAMP_HEADER = "X-AudienceSync-Timestamp"
@@ -65,11 +65,17 @@ def signer(secret: str, clock: Callable[[], float] = time.time) -> Callable[[htt
     return sign
 
 
+REJECTED_AS_A_WHOLE = frozenset({400, 409, 413, 422})
+
+
 class WebhookConnector(HttpConnector):
     type: ClassVar[str] = "webhook"
     # The most a user may configure; the connector splits a call into config-sized POSTs.
     batch_size: ClassVar[int] = MAX_BATCH_SIZE
     default_base_url: ClassVar[str] = ""
+    # POSTs per second to one receiver (origin + secret) unless ``config.rate_limit`` says
+    # otherwise; a receiver that wants fewer answers 429 with Retry-After.
+    default_rate: ClassVar[float] = 10.0
 
     def __init__(
         self,
@@ -135,9 +141,6 @@ class WebhookConnector(HttpConnector):
     def validate_mapping(destination_fields: Sequence[str]) -> None:
         """Any field name: the payload is the receiver's to read."""
 
-    def prepare(self, destination_fields: Sequence[str]) -> None:
-        """Nothing to prepare: a receiver needs no schema."""
-
     @staticmethod
     def error_message(response: httpx.Response) -> str:
         """The receiver's own answer text, whitespace folded, cut at 500 characters (an error
@@ -158,19 +161,19 @@ class WebhookConnector(HttpConnector):
                 f"the webhook answered {response.status_code}: {self.error_message(response)}"
             )
 
-    def upsert(self, records: Sequence[Record]) -> list[Outcome]:
+    def upsert(self, records: Sequence[Record]) -> Iterator[Outcome]:
         return self._deliver("upsert", records)
 
-    def remove(self, records: Sequence[Record]) -> list[Outcome]:
+    def remove(self, records: Sequence[Record]) -> Iterator[Outcome]:
         return self._deliver("remove", records)
 
-    def _deliver(self, operation: str, records: Sequence[Record]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+    def _deliver(self, operation: str, records: Sequence[Record]) -> Iterator[Outcome]:
+        """One POST per configured batch; outcomes are yielded as each batch is answered, so
+        the run saves its progress batch by batch."""
         for start in range(0, len(records), self.chunk_size):
             chunk = records[start : start + self.chunk_size]
             self.paths["bulk"] += len(chunk)
-            outcomes.extend(self._send(operation, chunk))
-        return outcomes
+            yield from self._send(operation, chunk)
 
     def _send(self, operation: str, records: Sequence[Record]) -> list[Outcome]:
         items = [{"key": record.key, "payload": record.payload} for record in records]
@@ -183,6 +186,11 @@ class WebhookConnector(HttpConnector):
             error = f"redirected to {where}; webhooks do not follow redirects"
         else:
             error = self.error_message(response)
+        if len(records) > 1 and response.status_code in REJECTED_AS_A_WHOLE:
+            # One bad record spoils a receiver's batch: let the executor split it in halves
+            # until the bad records are alone, so the good ones still get through.
+            self.paths["bulk"] -= len(records)
+            raise BatchRejected(error, response.status_code)
         return [
             Outcome(r.key, False, error=error, status_code=response.status_code) for r in records
         ]

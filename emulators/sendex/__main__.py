@@ -1,0 +1,5 @@
+"""``python -m emulators.sendex``."""
+
+from .cli import main
+
+main()

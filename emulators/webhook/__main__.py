@@ -1,0 +1,5 @@
+"""``python -m emulators.webhook``."""
+
+from .cli import main
+
+main()
