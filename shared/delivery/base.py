@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -95,6 +96,19 @@ class HttpConnector(ABC):
                 f"{self.type} refused the credentials: {self.error_message(response)}"
             )
 
+    def list_items(self, path: str, pagination: Pagination, what: str) -> Iterator[dict[str, Any]]:
+        """Every item of a paged listing: the one pagination loop all connectors share."""
+        params: dict[str, Any] | None = pagination.first
+        while params is not None:
+            response = self.client.request("GET", path, params=params)
+            self.raise_if_refused(response)
+            if not response.is_success:
+                raise DestinationError(f"cannot list {what}: {self.error_message(response)}")
+            page = json_body(response)
+            items = list(page.get(pagination.items) or [])
+            yield from items
+            params = pagination.next_params(page, items, params)
+
     def outcome(self, record: Record, response: httpx.Response, ref: str | None = None) -> Outcome:
         """One record's result from one response: refused credentials stop the run, any other
         4xx fails this record with the service's message."""
@@ -104,6 +118,48 @@ class HttpConnector(ABC):
         return Outcome(
             record.key, False, error=self.error_message(response), status_code=response.status_code
         )
+
+
+NextParams = Callable[[dict[str, Any], list[dict[str, Any]], dict[str, Any]], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Pagination:
+    """How a service pages a listing: the first page's query, where the items are in a page,
+    and the query of the next page (``None`` when there is none)."""
+
+    first: dict[str, Any]
+    items: str
+    next_params: NextParams
+
+
+def offset_pages(
+    items: str, page_size: int, total: str, size_param: str = "limit", offset_param: str = "offset"
+) -> Pagination:
+    """``limit``/``offset`` paging with a total count (Sendex, Mailchimp's ``count``)."""
+
+    def next_params(
+        page: dict[str, Any], got: list[dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        offset = int(params[offset_param]) + len(got)
+        if not got or offset >= int(page.get(total) or 0):
+            return None
+        return {**params, offset_param: offset}
+
+    return Pagination({size_param: page_size, offset_param: 0}, items, next_params)
+
+
+def cursor_pages(items: str, page_size: int, has_more: str = "has_more") -> Pagination:
+    """``limit``/``after=<last id>`` paging with a ``has_more`` flag (Resend)."""
+
+    def next_params(
+        page: dict[str, Any], got: list[dict[str, Any]], params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if not page.get(has_more) or not got:
+            return None
+        return {**params, "after": got[-1]["id"]}
+
+    return Pagination({"limit": page_size}, items, next_params)
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:

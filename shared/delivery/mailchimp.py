@@ -44,7 +44,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.delivery.base import HttpConnector, json_body
+from shared.delivery.base import HttpConnector, json_body, offset_pages
 from shared.delivery.connector import DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
 
@@ -336,26 +336,11 @@ class MailchimpConnector(HttpConnector):
             self._merge_types[tag] = "text"
 
     def _list_merge_fields(self) -> dict[str, str]:
-        known: dict[str, str] = {}
-        offset = 0
-        while True:
-            response = self.client.request(
-                "GET",
-                f"{self._list_path()}/merge-fields",
-                params={"count": MERGE_PAGE, "offset": offset},
-            )
-            self.raise_if_refused(response)
-            if not response.is_success:
-                raise DestinationError(
-                    f"cannot list Mailchimp merge fields: {self.error_message(response)}"
-                )
-            page = json_body(response)
-            items = page.get("merge_fields") or []
-            for item in items:
-                known[str(item["tag"])] = str(item.get("type", "text"))
-            offset += len(items)
-            if not items or offset >= int(page.get("total_items", 0)):
-                return known
+        pages = offset_pages("merge_fields", MERGE_PAGE, "total_items", size_param="count")
+        items = self.list_items(
+            f"{self._list_path()}/merge-fields", pages, "Mailchimp merge fields"
+        )
+        return {str(item["tag"]): str(item.get("type", "text")) for item in items}
 
     # --- remove -----------------------------------------------------------------------
 

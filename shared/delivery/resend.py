@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.delivery.base import HttpConnector, json_body
+from shared.delivery.base import HttpConnector, cursor_pages, json_body
 from shared.delivery.connector import DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
 
@@ -289,24 +289,10 @@ class ResendConnector(HttpConnector):
             self._known_properties[key] = kind
 
     def _list_properties(self) -> dict[str, str]:
-        known: dict[str, str] = {}
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": 100}
-            if after:
-                params["after"] = after
-            response = self.client.request("GET", "/contact-properties", params=params)
-            self.raise_if_refused(response)
-            if not response.is_success:
-                reason = self.error_message(response)
-                raise DestinationError(f"cannot list Resend properties: {reason}")
-            page = json_body(response)
-            items = page.get("data") or []
-            for item in items:
-                known[item["key"]] = item.get("type", "string")
-            if not page.get("has_more") or not items:
-                return known
-            after = items[-1]["id"]
+        items = self.list_items(
+            "/contact-properties", cursor_pages("data", 100), "Resend contact properties"
+        )
+        return {item["key"]: item.get("type", "string") for item in items}
 
     @staticmethod
     def error_message(response: httpx.Response) -> str:

@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.delivery.base import HttpConnector, json_body
+from shared.delivery.base import HttpConnector, json_body, offset_pages
 from shared.delivery.connector import DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
 
@@ -226,26 +226,12 @@ class SendexConnector(HttpConnector):
     def _contact_id(self, audience: str, key: str) -> str | None:
         """The id of the contact with email ``key``, from one paged listing per run."""
         if self._ids_by_email is None:
-            ids: dict[str, str] = {}
-            offset = 0
-            while True:
-                response = self.client.request(
-                    "GET",
-                    f"{API}/audiences/{audience}/contacts",
-                    params={"limit": PAGE_SIZE, "offset": offset},
-                )
-                self.raise_if_refused(response)
-                if not response.is_success:
-                    reason = self.error_message(response)
-                    raise DestinationError(f"cannot list the Sendex audience: {reason}")
-                page = json_body(response)
-                items = page.get("data") or []
-                for item in items:
-                    ids[str(item["email"]).lower()] = str(item["id"])
-                offset += len(items)
-                if not items or offset >= int(page.get("total") or 0):
-                    break
-            self._ids_by_email = ids
+            items = self.list_items(
+                f"{API}/audiences/{audience}/contacts",
+                offset_pages("data", PAGE_SIZE, "total"),
+                "the Sendex audience",
+            )
+            self._ids_by_email = {str(item["email"]).lower(): str(item["id"]) for item in items}
         return self._ids_by_email.get(key.strip().lower())
 
     # --- audience -------------------------------------------------------------------
