@@ -2,11 +2,12 @@
 
 Tests need a real HTTP server (real sockets, real headers, real timing for rate limits)
 that starts fast, picks a free port and shuts down cleanly; the CLI needs the same app
-served in the foreground.
+served in the foreground, with the same options for every service (:func:`cli_parser`).
 """
 
 from __future__ import annotations
 
+import argparse
 import socket
 import threading
 import time
@@ -101,3 +102,34 @@ class EmulatorServer:
 def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8025) -> None:
     """Serve ``app`` in the foreground until interrupted (for the CLI)."""
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def cli_parser(
+    service: str,
+    description: str,
+    *,
+    port: int,
+    rate: float,
+    rate_help: str = "requests per second per key",
+    api_keys: str | None = None,
+) -> argparse.ArgumentParser:
+    """The options of ``python -m emulators.<service>``: ``--host``, ``--port``, ``--rate``
+    and, when ``api_keys`` says which keys are accepted by default, a repeatable
+    ``--api-key`` (read it with :func:`api_keys_of`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m emulators.{service}", description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--rate", type=float, default=rate, help=rate_help)
+    if api_keys is not None:
+        parser.add_argument(
+            "--api-key",
+            action="append",
+            dest="api_keys",
+            help=f"accept only this key (repeatable); default: {api_keys}",
+        )
+    return parser
+
+
+def api_keys_of(args: argparse.Namespace) -> set[str] | None:
+    """The ``--api-key`` values, ``None`` when none was given (the default keys)."""
+    return set(args.api_keys) if args.api_keys else None

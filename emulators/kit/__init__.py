@@ -4,7 +4,8 @@ An emulator is an :class:`Emulator` (limiter, faults, stats, config, admin route
 plus the service's :class:`ErrorFormat`, authenticator and routes.
 """
 
-from .emulator import Authenticator, ConfigOption, Emulator
+from .accounts import AccountEmulator
+from .emulator import Authenticator, ConfigOption, Emulator, positive_number, seconds
 from .errors import ApiError, BodyRenderer, ErrorFormat
 from .faults import EmailExtractor, FaultRule, FaultSet, normalize_email, parse_rule
 from .gate import (
@@ -31,6 +32,7 @@ __all__ = [
     "ADMIN_PREFIX",
     "RATELIMIT_HEADERS",
     "RETRY_AFTER_ONLY",
+    "AccountEmulator",
     "ApiError",
     "Authenticator",
     "BodyRenderer",
@@ -51,5 +53,7 @@ __all__ = [
     "bearer_token",
     "normalize_email",
     "parse_rule",
+    "positive_number",
     "route_key",
+    "seconds",
 ]

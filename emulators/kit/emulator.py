@@ -42,10 +42,35 @@ class ConfigOption:
     get: Callable[[], Any]
     set: Callable[[Any], None]
 
+    @classmethod
+    def attribute(
+        cls,
+        owner: object,
+        name: str,
+        parse: Callable[[Any, str], Any],
+        attr: str | None = None,
+    ) -> ConfigOption:
+        """The option ``name`` reading and writing ``owner.<attr>`` (default: ``name``);
+        ``parse(value, name)`` checks and converts a new value (raising ``ValueError``)."""
+        attr = attr or name
+        return cls(
+            name,
+            lambda: getattr(owner, attr),
+            lambda value: setattr(owner, attr, parse(value, name)),
+        )
 
-def _positive_number(value: Any, name: str) -> float:
+
+def positive_number(value: Any, name: str) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a number above 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ValueError(f"`{name}` must be a positive number.")
+    return float(value)
+
+
+def seconds(value: Any, name: str) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a number of seconds (>= 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"`{name}` must be >= 0 seconds.")
     return float(value)
 
 
@@ -144,7 +169,7 @@ class Emulator:
         ``require_user_agent``, ``seed`` (for ``fail_probability``), then the service's
         :class:`ConfigOption` names. Unknown keys are ignored.
         """
-        rate = _positive_number(body["rate"], "rate") if body.get("rate") is not None else None
+        rate = positive_number(body["rate"], "rate") if body.get("rate") is not None else None
         routes = _parse_routes(body["route_limits"]) if "route_limits" in body else None
         if "concurrency" in body:
             concurrency = body["concurrency"]

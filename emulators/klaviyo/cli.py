@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from emulators.server import serve_forever
+from emulators.server import api_keys_of, cli_parser, serve_forever
 
 from .app import create_app
 
@@ -24,28 +23,18 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m emulators.klaviyo", description="Local Klaviyo profiles/lists emulator."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8026)
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=100.0,
-        help="requests per second per key on routes the spec gives no limit",
+    parser = cli_parser(
+        "klaviyo",
+        "Local Klaviyo profiles/lists emulator.",
+        port=8026,
+        rate=100.0,
+        rate_help="requests per second per key on routes the spec gives no limit",
+        api_keys="any key starting with pk_",
     )
     parser.add_argument(
         "--no-spec-limits",
         action="store_true",
         help="use --rate everywhere instead of the spec's per-endpoint burst/steady limits",
     )
-    parser.add_argument(
-        "--api-key",
-        action="append",
-        dest="api_keys",
-        help="accept only this key (repeatable); default: any key starting with pk_",
-    )
     args = parser.parse_args(argv)
-    keys = set(args.api_keys) if args.api_keys else None
-    serve(args.host, args.port, args.rate, keys, spec_limits=not args.no_spec_limits)
+    serve(args.host, args.port, args.rate, api_keys_of(args), spec_limits=not args.no_spec_limits)

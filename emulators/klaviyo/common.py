@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from emulators.kit import account_key
-
 from .state import Account, KlaviyoEmulator
 
 
@@ -16,4 +14,4 @@ def emulator_of(request: Request) -> KlaviyoEmulator:
 
 def account_of(request: Request) -> tuple[KlaviyoEmulator, Account]:
     emu = emulator_of(request)
-    return emu, emu.account(account_key(request))
+    return emu, emu.account_of(request)

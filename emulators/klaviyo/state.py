@@ -32,7 +32,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from emulators.kit import ApiError, ConfigOption, Decision, Emulator, bearer_token
+from emulators.kit import AccountEmulator, ApiError, ConfigOption, Decision, bearer_token, seconds
 
 from .errors import KLAVIYO_ERRORS, api_error
 from .specs import FIRST_REVISION, latest_revision, route_limits
@@ -133,7 +133,7 @@ class Account:
         }
 
 
-class KlaviyoEmulator(Emulator):
+class KlaviyoEmulator(AccountEmulator[Account]):
     """The kit's limiter, faults, stats and config plus Klaviyo's accounts and job workers."""
 
     def __init__(
@@ -153,11 +153,11 @@ class KlaviyoEmulator(Emulator):
             emails_of=_single_profile_emails,
             options=[
                 ConfigOption("import_rate", lambda: self.import_rate, self._set_import_rate),
-                ConfigOption("job_delay", lambda: self.job_delay, self._set_job_delay),
+                ConfigOption.attribute(self, "job_delay", seconds),
                 ConfigOption("cancel_jobs", lambda: self.cancel_jobs, self._set_cancel_jobs),
             ],
-            on_reset=self._drop_data,
-            describe_accounts=lambda: {k: a.counts() for k, a in self.accounts.items()},
+            new_account=Account,
+            describe_account=Account.counts,
         )
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.revision = latest_revision()
@@ -167,16 +167,7 @@ class KlaviyoEmulator(Emulator):
         """Seconds a new job stays ``queued`` (lets tests watch the lifecycle)."""
         self.cancel_jobs: str | None = None
         """When set, new jobs end ``cancelled`` with this reason on every profile."""
-        self.accounts: dict[str, Account] = {}
         self.job_threads: list[threading.Thread] = []
-
-    def account(self, api_key: str) -> Account:
-        """The account of ``api_key``, created on first use."""
-        with self.lock:
-            account = self.accounts.get(api_key)
-            if account is None:
-                account = self.accounts[api_key] = Account()
-            return account
 
     def key_is_valid(self, api_key: str) -> bool:
         if self.api_keys is None:
@@ -230,18 +221,10 @@ class KlaviyoEmulator(Emulator):
             raise ValueError("`import_rate` must be a positive number or null.")
         self.import_rate = float(value) if value is not None else None
 
-    def _set_job_delay(self, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError("`job_delay` must be >= 0 seconds.")
-        self.job_delay = float(value)
-
     def _set_cancel_jobs(self, value: Any) -> None:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError("`cancel_jobs` must be a reason (string) or null.")
         self.cancel_jobs = value
-
-    def _drop_data(self) -> None:
-        self.accounts = {}
 
     def wait_for_jobs(self, timeout: float = 30.0) -> None:
         """Join the job workers started so far (a test helper)."""

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from emulators.kit import account_key, route_key
+from emulators.kit import route_key
 
 from .errors import fake_email, not_found
 from .state import Account, MailchimpEmulator, MailingList
@@ -24,7 +24,7 @@ def emulator_of(request: Request) -> MailchimpEmulator:
 
 def account_of(request: Request) -> Account:
     """The account of the API key that authenticated ``request``."""
-    return emulator_of(request).account(account_key(request))
+    return emulator_of(request).account_of(request)
 
 
 def list_of(account: Account, list_id: str) -> MailingList:

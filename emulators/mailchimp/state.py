@@ -21,11 +21,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from emulators.kit import (
     ADMIN_PREFIX,
     RETRY_AFTER_ONLY,
+    AccountEmulator,
     ApiError,
     ConfigOption,
     Decision,
-    Emulator,
     basic_credentials,
+    seconds,
 )
 
 from .errors import DETAILS, MAILCHIMP_ERRORS
@@ -146,7 +147,7 @@ class Account:
         return self.next_web_id
 
 
-class MailchimpEmulator(Emulator):
+class MailchimpEmulator(AccountEmulator[Account]):
     """The kit's limiter, faults, stats and config plus Mailchimp's accounts.
 
     Rate limiting: Mailchimp publishes one limit, 10 simultaneous connections per account
@@ -172,26 +173,19 @@ class MailchimpEmulator(Emulator):
             rate_headers=RETRY_AFTER_ONLY,
             rate_limit_error=self._rate_limit_error,
             options=[
-                ConfigOption("latency", lambda: self.latency, self._set_latency),
+                ConfigOption.attribute(self, "latency", seconds),
                 ConfigOption("datacenter", lambda: self.datacenter, self._set_datacenter),
             ],
-            on_reset=self._drop_data,
-            describe_accounts=self._describe,
+            new_account=Account,
+            describe_account=lambda account: {
+                lst.id: lst.counts() for lst in account.lists.values()
+            },
         )
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.datacenter = datacenter
         """When set, keys of another datacenter are refused, like a request to the wrong host."""
         self.latency = 0.0
         """Seconds every API request takes; lets tests hold connections open."""
-        self.accounts: dict[str, Account] = {}
-
-    def account(self, api_key: str) -> Account:
-        """The account of ``api_key``, created on first use."""
-        with self.lock:
-            account = self.accounts.get(api_key)
-            if account is None:
-                account = self.accounts[api_key] = Account()
-            return account
 
     def key_is_valid(self, api_key: str) -> bool:
         """Whether the emulated service would accept ``api_key`` on this host."""
@@ -219,24 +213,10 @@ class MailchimpEmulator(Emulator):
             detail = f"You have exceeded the limit of {decision.limit} requests per window."
         return ApiError(429, "Too Many Requests", detail)
 
-    def _set_latency(self, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError("`latency` must be >= 0 seconds.")
-        self.latency = float(value)
-
     def _set_datacenter(self, value: Any) -> None:
         if value is not None and (not isinstance(value, str) or not value):
             raise ValueError("`datacenter` must be a string such as 'us6', or null.")
         self.datacenter = value
-
-    def _drop_data(self) -> None:
-        self.accounts = {}
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            key: {lst.id: lst.counts() for lst in account.lists.values()}
-            for key, account in self.accounts.items()
-        }
 
 
 class Latency:

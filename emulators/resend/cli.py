@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from emulators.server import serve_forever
+from emulators.server import api_keys_of, cli_parser, serve_forever
 
 from .app import create_app
 
@@ -22,17 +21,12 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m emulators.resend", description="Local Resend Contacts API emulator."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8025)
-    parser.add_argument("--rate", type=float, default=2.0, help="requests per second per key")
-    parser.add_argument(
-        "--api-key",
-        action="append",
-        dest="api_keys",
-        help="accept only this key (repeatable); default: any key starting with re_",
+    parser = cli_parser(
+        "resend",
+        "Local Resend Contacts API emulator.",
+        port=8025,
+        rate=2.0,
+        api_keys="any key starting with re_",
     )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.rate, set(args.api_keys) if args.api_keys else None)
+    serve(args.host, args.port, args.rate, api_keys_of(args))

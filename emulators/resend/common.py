@@ -8,8 +8,6 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from emulators.kit import account_key
-
 from .state import Account, ResendEmulatorState
 
 T = TypeVar("T")
@@ -23,7 +21,7 @@ def emulator_state(request: Request) -> ResendEmulatorState:
 
 def account_of(request: Request) -> Account:
     """The account of the API key that authenticated ``request``."""
-    return emulator_state(request).account(account_key(request))
+    return emulator_state(request).account_of(request)
 
 
 def list_body(

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from emulators.kit import ApiError, ConfigOption, Decision, Emulator, bearer_token
+from emulators.kit import AccountEmulator, ApiError, ConfigOption, Decision, bearer_token, seconds
 
 from .errors import DEFAULT_MESSAGES, RESEND_ERRORS
 from .pagination import OrderedIndex
@@ -159,7 +159,7 @@ class Account:
         }
 
 
-class ResendEmulatorState(Emulator):
+class ResendEmulatorState(AccountEmulator[Account]):
     """All mutable state of one emulator app: the kit's limiter, faults, stats and config
     plus the accounts and import workers."""
 
@@ -181,23 +181,14 @@ class ResendEmulatorState(Emulator):
                 "missing_user_agent",
                 "The `User-Agent` header is required. Add a User-Agent header to your request.",
             ),
-            options=[ConfigOption("import_delay", lambda: self.import_delay, self._set_delay)],
-            on_reset=self._drop_data,
-            describe_accounts=self._account_counts,
+            options=[ConfigOption.attribute(self, "import_delay", seconds)],
+            new_account=Account,
+            describe_account=Account.counts,
         )
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.import_delay = import_delay
         """Seconds an import stays ``queued`` before it starts; lets tests watch it."""
-        self.accounts: dict[str, Account] = {}
         self.import_threads: list[threading.Thread] = []
-
-    def account(self, api_key: str) -> Account:
-        """The account of ``api_key``, created on first use."""
-        with self.lock:
-            account = self.accounts.get(api_key)
-            if account is None:
-                account = self.accounts[api_key] = Account()
-            return account
 
     def key_is_valid(self, api_key: str) -> bool:
         """Whether ``api_key`` would be accepted by the emulated service."""
@@ -215,17 +206,6 @@ class ResendEmulatorState(Emulator):
 
     def _rate_limit_error(self, decision: Decision) -> ApiError:
         return ApiError(429, "rate_limit_exceeded", rate_limit_message(self.rate))
-
-    def _set_delay(self, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError("`import_delay` must be >= 0 seconds.")
-        self.import_delay = float(value)
-
-    def _drop_data(self) -> None:
-        self.accounts = {}
-
-    def _account_counts(self) -> dict[str, dict[str, int]]:
-        return {key: acc.counts() for key, acc in self.accounts.items()}
 
     def wait_for_imports(self, timeout: float = 30.0) -> None:
         """Join the import workers started so far (a test helper)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from emulators.kit import account_key
-
 from .errors import not_found
 from .state import Account, Audience, SendexEmulator
 
@@ -17,7 +15,7 @@ def emulator_of(request: Request) -> SendexEmulator:
 
 def account_of(request: Request) -> Account:
     """The account of the key that authenticated ``request`` (call under the lock)."""
-    return emulator_of(request).account(account_key(request))
+    return emulator_of(request).account_of(request)
 
 
 def audience_of(request: Request) -> Audience:

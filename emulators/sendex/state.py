@@ -31,7 +31,14 @@ from typing import Any
 
 from starlette.requests import Request
 
-from emulators.kit import RETRY_AFTER_ONLY, ApiError, ConfigOption, Decision, Emulator, bearer_token
+from emulators.kit import (
+    RETRY_AFTER_ONLY,
+    AccountEmulator,
+    ApiError,
+    ConfigOption,
+    Decision,
+    bearer_token,
+)
 
 from .errors import SENDEX_ERRORS
 
@@ -114,7 +121,7 @@ class Account:
     audiences: dict[str, Audience] = field(default_factory=dict)
 
 
-class SendexEmulator(Emulator):
+class SendexEmulator(AccountEmulator[Account]):
     """The kit's limiter, faults, stats and config plus Sendex's accounts."""
 
     def __init__(
@@ -133,22 +140,17 @@ class SendexEmulator(Emulator):
             options=[
                 ConfigOption("verified_domains", self._get_domains, self._set_domains),
             ],
-            on_reset=self._drop_data,
-            describe_accounts=self._describe,
+            new_account=Account,
+            describe_account=lambda account: {
+                "audiences": len(account.audiences),
+                "contacts": sum(len(a.contacts) for a in account.audiences.values()),
+            },
         )
         if api_keys is not None and any(scope not in SCOPES for scope in api_keys.values()):
             raise ValueError(f"api_keys scopes must be one of {SCOPES}")
         self.api_keys = dict(api_keys) if api_keys is not None else None
         self.verified_domains: set[str] | None = None
         self._set_domains(verified_domains)
-        self.accounts: dict[str, Account] = {}
-
-    def account(self, key: str) -> Account:
-        """The account of ``key``, created on first use (call under ``lock``)."""
-        account = self.accounts.get(key)
-        if account is None:
-            account = self.accounts[key] = Account()
-        return account
 
     def scope_of(self, key: str) -> str | None:
         """``"full"``, ``"sending"`` or ``None`` for a key Sendex does not know."""
@@ -192,18 +194,6 @@ class SendexEmulator(Emulator):
         if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
             raise ValueError("`verified_domains` must be a list of domains or null.")
         self.verified_domains = {d.strip().lower() for d in value}
-
-    def _drop_data(self) -> None:
-        self.accounts = {}
-
-    def _describe(self) -> dict[str, Any]:
-        return {
-            key: {
-                "audiences": len(account.audiences),
-                "contacts": sum(len(a.contacts) for a in account.audiences.values()),
-            }
-            for key, account in self.accounts.items()
-        }
 
 
 def _emails_of(route: str, body: Any) -> list[str]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
-from emulators.server import serve_forever
+from emulators.server import cli_parser, serve_forever
 
 from .app import create_app
 from .state import DEFAULT_RATE, DEFAULT_SECRET
@@ -22,12 +21,14 @@ def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m emulators.webhook", description="Local audiencesync webhook receiver."
+    """Command-line entry point."""
+    parser = cli_parser(
+        "webhook",
+        "Local audiencesync webhook receiver.",
+        port=8027,
+        rate=DEFAULT_RATE,
+        rate_help="requests per second",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8027)
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE, help="requests per second")
     parser.add_argument("--secret", default=DEFAULT_SECRET, help="the signing secret")
     args = parser.parse_args(argv)
     serve(args.host, args.port, args.rate, args.secret)

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from emulators.kit import RETRY_AFTER_ONLY, ConfigOption, Emulator, ErrorFormat
+from emulators.kit import RETRY_AFTER_ONLY, ConfigOption, Emulator, ErrorFormat, positive_number
 
 from .signature import DEFAULT_TOLERANCE
 
@@ -97,7 +97,7 @@ class WebhookReceiver(Emulator):
             emails_of=_emails_of,
             options=[
                 ConfigOption("secret", lambda: self.secret, self._set_secret),
-                ConfigOption("tolerance_seconds", lambda: self.tolerance, self._set_tolerance),
+                ConfigOption.attribute(self, "tolerance_seconds", positive_number, "tolerance"),
                 ConfigOption("fail_after_store", lambda: self.fail_after_store, self._set_fail),
             ],
             on_reset=self._drop,
@@ -113,11 +113,6 @@ class WebhookReceiver(Emulator):
         if not isinstance(value, str) or not value:
             raise ValueError("`secret` must be a non-empty string.")
         self.secret = value
-
-    def _set_tolerance(self, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError("`tolerance_seconds` must be a positive number.")
-        self.tolerance = float(value)
 
     def _set_fail(self, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -1,14 +1,20 @@
-"""Fixtures for the emulator tests: one real HTTP server, contract-checking clients.
+"""Fixtures and helpers for the emulator tests: real HTTP servers, contract-checking clients.
 
-Every client made here validates each exchange against the bundled Resend OpenAPI
-spec through an httpx response hook, so every answer any test receives is also a
-contract check.
+The fixtures here serve the Resend emulator (``emulator``, ``client``, ``admin``...). Every
+client validates each exchange against the service's contract through an httpx response
+hook (:class:`Recorder`), so every answer any test receives is also a contract check. Test
+modules of other services override ``server`` with their own emulator, which ``admin``
+then controls, and build their clients with :class:`Clients`.
 """
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -17,29 +23,108 @@ import pytest
 from emulators.resend import ResendEmulatorState, create_app
 from emulators.resend.contract import in_spec, validate_exchange
 from emulators.server import EmulatorServer
+from tests.conftest import ROOT
 
 FAST_RATE = 1000.0
 API_KEY = "re_test_key"
 
 
 class Recorder:
-    """Collects the exchanges that were contract-checked."""
+    """A response hook validating every exchange with a service's ``validate_exchange``,
+    collecting those its ``in_spec`` documents."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        validate: Callable[[httpx.Request, httpx.Response], None] = validate_exchange,
+        documented: Callable[[httpx.Request], bool] = in_spec,
+    ) -> None:
+        self.validate = validate
+        self.documented = documented
         self.checked: list[tuple[str, str, int]] = []
 
     def hook(self, response: httpx.Response) -> None:
         response.read()
-        validate_exchange(response.request, response)
-        if in_spec(response.request):
+        self.validate(response.request, response)
+        if self.documented(response.request):
             request = response.request
             self.checked.append((request.method, request.url.path, response.status_code))
+
+
+class Clients:
+    """Makes httpx clients of one server that share response hooks; closes them all on exit."""
+
+    def __init__(self, base_url: str, *hooks: Callable[[httpx.Response], None]) -> None:
+        self.base_url = base_url
+        self.hooks = list(hooks)
+        self.clients: list[httpx.Client] = []
+
+    def make(self, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Client:
+        client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            event_hooks={"response": self.hooks},
+            timeout=30,
+            **kwargs,
+        )
+        self.clients.append(client)
+        return client
+
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def admin_client(server: EmulatorServer) -> httpx.Client:
+    """A client of the ``/_emulator`` control endpoints (no auth needed)."""
+    return httpx.Client(base_url=server.url + "/_emulator", timeout=30)
+
+
+def cli_config(module: str, *args: str) -> dict[str, Any]:
+    """Start ``python -m <module> --port <free> *args``; its ``/_emulator/config`` once up."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                config: dict[str, Any] = httpx.get(
+                    f"http://127.0.0.1:{port}/_emulator/config"
+                ).json()
+                return config
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorServer]:
     with EmulatorServer(create_app(rate=FAST_RATE)) as srv:
         yield srv
+
+
+@pytest.fixture
+def server(emulator: EmulatorServer) -> EmulatorServer:
+    """The emulator under test; modules of other services override it with their own."""
+    return emulator
 
 
 @pytest.fixture
@@ -71,31 +156,20 @@ def make_client(
     emulator: EmulatorServer, recorder: Recorder
 ) -> Iterator[Callable[..., httpx.Client]]:
     """``make_client(key=..., user_agent=...)``: a contract-checked client."""
-    clients: list[httpx.Client] = []
+    with Clients(emulator.url, recorder.hook) as clients:
 
-    def make(
-        key: str | None = API_KEY, user_agent: str | None = "audiencesync-tests/1"
-    ) -> httpx.Client:
-        headers = {}
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        client = httpx.Client(
-            base_url=emulator.url,
-            headers=headers,
-            event_hooks={"response": [recorder.hook]},
-            timeout=30,
-        )
-        # httpx always sends its own User-Agent unless told otherwise.
-        if user_agent is None:
-            del client.headers["User-Agent"]
-        else:
-            client.headers["User-Agent"] = user_agent
-        clients.append(client)
-        return client
+        def make(
+            key: str | None = API_KEY, user_agent: str | None = "audiencesync-tests/1"
+        ) -> httpx.Client:
+            client = clients.make({"Authorization": f"Bearer {key}"} if key is not None else {})
+            # httpx always sends its own User-Agent unless told otherwise.
+            if user_agent is None:
+                del client.headers["User-Agent"]
+            else:
+                client.headers["User-Agent"] = user_agent
+            return client
 
-    yield make
-    for client in clients:
-        client.close()
+        yield make
 
 
 @pytest.fixture
@@ -104,9 +178,9 @@ def client(make_client: Callable[..., httpx.Client]) -> httpx.Client:
 
 
 @pytest.fixture
-def admin(emulator: EmulatorServer) -> Iterator[httpx.Client]:
-    """Client for the ``/_emulator`` control endpoints (no auth needed)."""
-    with httpx.Client(base_url=emulator.url + "/_emulator", timeout=30) as client:
+def admin(server: EmulatorServer) -> Iterator[httpx.Client]:
+    """Client for the ``/_emulator`` control endpoints of ``server``."""
+    with admin_client(server) as client:
         yield client
 
 

@@ -13,6 +13,7 @@ import pytest
 from emulators.klaviyo import KlaviyoEmulator, create_app
 from emulators.klaviyo.contract import in_spec, validate_exchange
 from emulators.server import EmulatorServer
+from tests.emulators.conftest import Clients, Recorder
 
 KEY = "pk_test_key"
 REVISION = "2026-07-15"
@@ -34,56 +35,32 @@ def emu(server: EmulatorServer) -> Iterator[KlaviyoEmulator]:
     state.wait_for_jobs()
 
 
-class Checked:
-    """Exchanges that were validated against the spec."""
-
-    def __init__(self) -> None:
-        self.routes: list[tuple[str, int]] = []
-
-    def hook(self, response: httpx.Response) -> None:
-        response.read()
-        validate_exchange(response.request, response)
-        if in_spec(response.request):
-            self.routes.append((response.request.method, response.status_code))
-
-
 @pytest.fixture
-def checked() -> Checked:
-    return Checked()
+def checked() -> Recorder:
+    """Exchanges that were validated against the spec."""
+    return Recorder(validate_exchange, in_spec)
 
 
 @pytest.fixture
 def make_client(
-    server: EmulatorServer, emu: KlaviyoEmulator, checked: Checked
+    server: EmulatorServer, emu: KlaviyoEmulator, checked: Recorder
 ) -> Iterator[Callable[..., httpx.Client]]:
-    clients: list[httpx.Client] = []
+    with Clients(server.url, checked.hook) as clients:
 
-    def make(key: str | None = KEY, revision: str | None = REVISION) -> httpx.Client:
-        headers = {"Accept": MEDIA}
-        if key is not None:
-            headers["Authorization"] = f"Klaviyo-API-Key {key}"
-        if revision is not None:
-            headers["revision"] = revision
-        client = httpx.Client(
-            base_url=server.url, headers=headers, event_hooks={"response": [checked.hook]}
-        )
-        clients.append(client)
-        return client
+        def make(key: str | None = KEY, revision: str | None = REVISION) -> httpx.Client:
+            headers = {"Accept": MEDIA}
+            if key is not None:
+                headers["Authorization"] = f"Klaviyo-API-Key {key}"
+            if revision is not None:
+                headers["revision"] = revision
+            return clients.make(headers)
 
-    yield make
-    for client in clients:
-        client.close()
+        yield make
 
 
 @pytest.fixture
 def client(make_client: Callable[..., httpx.Client]) -> httpx.Client:
     return make_client()
-
-
-@pytest.fixture
-def admin(server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url + "/_emulator") as client:
-        yield client
 
 
 def send(client: httpx.Client, method: str, path: str, body: Any, **kwargs: Any) -> httpx.Response:
@@ -169,7 +146,7 @@ def test_authentication_in_klaviyo_shape(make_client: Callable[..., httpx.Client
 
 
 def test_revision_header_is_required_and_must_be_known(
-    make_client: Callable[..., httpx.Client], checked: Checked
+    make_client: Callable[..., httpx.Client], checked: Recorder
 ) -> None:
     for revision in (None, "2030-01-01", "yesterday", "2021-01-01", "2024-02-30"):
         response = make_client(revision=revision).get("/api/lists")
@@ -179,7 +156,7 @@ def test_revision_header_is_required_and_must_be_known(
         assert error["source"] == {"parameter": "revision"}
     assert make_client(revision="2024-10-15").get("/api/lists").status_code == 200
     assert make_client(revision="2026-07-15.pre").get("/api/lists").status_code == 200
-    assert len(checked.routes) == 7
+    assert len(checked.checked) == 7
 
 
 def test_bodies_must_be_json_api(client: httpx.Client) -> None:

@@ -17,8 +17,14 @@ import httpx
 import pytest
 
 from emulators.mailchimp import MailchimpEmulator, create_app, subscriber_hash
-from emulators.mailchimp.contract import ContractViolation, validate_exchange, validate_request
+from emulators.mailchimp.contract import (
+    ContractViolation,
+    in_spec,
+    validate_exchange,
+    validate_request,
+)
 from emulators.server import EmulatorServer
+from tests.emulators.conftest import Clients, Recorder, admin_client
 
 KEY = "0123456789abcdef0123456789abcdef-us6"
 LIST_BODY: dict[str, Any] = {
@@ -33,11 +39,6 @@ LIST_BODY: dict[str, Any] = {
         "language": "en",
     },
 }
-
-
-def checked(response: httpx.Response) -> None:
-    response.read()
-    validate_exchange(response.request, response)
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +61,12 @@ def mc_make(
     mc_server: EmulatorServer, mc_state: MailchimpEmulator
 ) -> Iterator[Callable[..., httpx.Client]]:
     """``mc_make(auth=...)``: a contract-checked client of the API root ``/3.0``."""
-    clients: list[httpx.Client] = []
+    with Clients(mc_server.url + "/3.0", Recorder(validate_exchange, in_spec).hook) as clients:
 
-    def make(auth: Any = ("anystring", KEY)) -> httpx.Client:
-        client = httpx.Client(
-            base_url=mc_server.url + "/3.0",
-            auth=auth,
-            event_hooks={"response": [checked]},
-            timeout=30,
-        )
-        clients.append(client)
-        return client
+        def make(auth: Any = ("anystring", KEY)) -> httpx.Client:
+            return clients.make(auth=auth)
 
-    yield make
-    for client in clients:
-        client.close()
+        yield make
 
 
 @pytest.fixture
@@ -84,7 +76,7 @@ def mc(mc_make: Callable[..., httpx.Client]) -> httpx.Client:
 
 @pytest.fixture
 def mc_admin(mc_server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mc_server.url + "/_emulator", timeout=30) as client:
+    with admin_client(mc_server) as client:
         yield client
 
 
@@ -425,7 +417,7 @@ def test_the_eleventh_simultaneous_connection_gets_429_and_changes_nothing(
             auth=("u", KEY),
             timeout=30,
         )
-        checked(response)
+        validate_exchange(response.request, response)
         results.append(response)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(11)]

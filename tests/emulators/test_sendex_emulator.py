@@ -6,10 +6,6 @@ Every client here validates each exchange against the documented shapes
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,9 +13,15 @@ import httpx
 import pytest
 
 from emulators.sendex import SendexEmulator, create_app
-from emulators.sendex.contract import ContractViolation, validate_exchange, validate_request
+from emulators.sendex.contract import (
+    ContractViolation,
+    in_spec,
+    validate_exchange,
+    validate_request,
+)
 from emulators.server import EmulatorServer
-from tests.conftest import ROOT, wait_until
+from tests.conftest import wait_until
+from tests.emulators.conftest import Clients, Recorder, cli_config
 
 KEY = "sk_test_alpha"
 OTHER_KEY = "sk_test_beta"
@@ -44,34 +46,17 @@ def _fresh(server: EmulatorServer) -> None:
 
 @pytest.fixture
 def make_client(server: EmulatorServer) -> Iterator[ClientFactory]:
-    clients: list[httpx.Client] = []
+    with Clients(server.url, Recorder(validate_exchange, in_spec).hook) as clients:
 
-    def check(response: httpx.Response) -> None:
-        response.read()
-        validate_exchange(response.request, response)
+        def make(key: str | None = KEY) -> httpx.Client:
+            return clients.make({"Authorization": f"Bearer {key}"} if key else {})
 
-    def make(key: str | None = KEY) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        client = httpx.Client(
-            base_url=server.url, headers=headers, event_hooks={"response": [check]}, timeout=30
-        )
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+        yield make
 
 
 @pytest.fixture
 def client(make_client: ClientFactory) -> httpx.Client:
     return make_client()
-
-
-@pytest.fixture
-def admin(server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url + "/_emulator", timeout=30) as admin_client:
-        yield admin_client
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> str:
@@ -398,26 +383,4 @@ def test_the_contract_refuses_undocumented_requests() -> None:
 
 
 def test_the_cli_serves_the_emulator() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulators.sendex", "--port", str(port), "--rate", "5"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                config = httpx.get(f"http://127.0.0.1:{port}/_emulator/config").json()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert config["rate"] == 5
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert cli_config("emulators.sendex", "--rate", "5")["rate"] == 5

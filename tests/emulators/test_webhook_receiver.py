@@ -10,9 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +20,7 @@ import pytest
 
 from emulators.server import EmulatorServer
 from emulators.webhook import WebhookReceiver, create_app
-from tests.conftest import ROOT
+from tests.emulators.conftest import cli_config
 
 SECRET = "whsec_receiver_tests"
 
@@ -45,12 +42,6 @@ def _fresh(server: EmulatorServer) -> None:
 @pytest.fixture
 def client(server: EmulatorServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
-
-
-@pytest.fixture
-def admin(server: EmulatorServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url + "/_emulator", timeout=30) as http:
         yield http
 
 
@@ -272,26 +263,4 @@ def test_the_secret_and_tolerance_are_configurable(
 
 
 def test_the_cli_serves_the_receiver_with_its_secret() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulators.webhook", "--port", str(port), "--secret", "cli-secret"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                config = httpx.get(f"http://127.0.0.1:{port}/_emulator/config").json()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert config["secret"] == "cli-secret"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    assert cli_config("emulators.webhook", "--secret", "cli-secret")["secret"] == "cli-secret"

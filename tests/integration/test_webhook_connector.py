@@ -248,7 +248,7 @@ def test_every_attempt_is_signed_afresh(receiver: EmulatorServer) -> None:
     connector = WebhookConnector(config, {"secret": SECRET}, policy, client=client)
     control(receiver, "POST", "/faults", json={"status": 500, "count": 1})
     try:
-        outcomes = connector.upsert([Record("a@example.com", {"email": "a@example.com"})])
+        outcomes = list(connector.upsert([Record("a@example.com", {"email": "a@example.com"})]))
     finally:
         connector.close()
     assert [o.ok for o in outcomes] == [True]
@@ -265,7 +265,7 @@ def test_check_pings_and_a_wrong_secret_is_refused(receiver: EmulatorServer) -> 
         with pytest.raises(DestinationError, match="invalid_signature"):
             bad.check()
         with pytest.raises(DestinationError, match="invalid_signature"):
-            bad.upsert([Record("a@example.com", {"email": "a@example.com"})])
+            list(bad.upsert([Record("a@example.com", {"email": "a@example.com"})]))
     finally:
         good.close()
         bad.close()
