@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.config import Settings
+from shared.events import EventSettings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -19,5 +20,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "housekeeping": {
             "task": "audiencesync.housekeeping",
             "schedule": 3600.0,
+        },
+        # Contact events whose doorbell was lost (Redis restarted after the API's 202).
+        "sweep-contact-events": {
+            "task": "audiencesync.sweep_contact_events",
+            "schedule": EventSettings().sweep_interval_seconds,
         },
     }

@@ -347,8 +347,8 @@ class _Delivery:
         requests = self.connector.request_count
         counts = result.counts
         with self.sessions.begin() as session:
-            _upsert_state(session, result.state_upserts, overwrite=True)
-            _upsert_state(session, result.state_failures, overwrite=False)
+            upsert_state(session, result.state_upserts, overwrite=True)
+            upsert_state(session, result.state_failures, overwrite=False)
             if result.state_deletes:
                 session.execute(
                     delete(SyncState).where(
@@ -386,7 +386,7 @@ class _Delivery:
             raise LostOwnership(self.claim.run_id)
 
 
-def _upsert_state(session: Session, rows: list[dict[str, Any]], overwrite: bool) -> None:
+def upsert_state(session: Session, rows: list[dict[str, Any]], overwrite: bool) -> None:
     """Insert or update state rows. A failure keeps what was last delivered (hash, flag)."""
     if not rows:
         return

@@ -25,18 +25,26 @@ class SecretKeyError(RuntimeError):
     """The configured key cannot decrypt what is stored (it changed, or it is malformed)."""
 
 
+def secret_key_text() -> str:
+    """The system's secret key: configured, or generated once into the data directory."""
+    settings = get_settings()
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
 @lru_cache
 def _fernet() -> Fernet:
-    settings = get_settings()
-    key = settings.secret_key
-    if not key:
-        path = settings.data_dir / "secret.key"
-        if not path.exists():
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(Fernet.generate_key().decode())
-        key = path.read_text().strip()
+    key = secret_key_text()
     try:
         return Fernet(key.encode())
     except ValueError as exc:

@@ -19,7 +19,7 @@ from shared.logs import configure_logging
 def create_celery() -> Celery:
     settings = get_settings()
     broker = settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("audiencesync", broker=broker, include=["worker.tasks"])
+    app = Celery("audiencesync", broker=broker, include=["worker.tasks", "worker.event_tasks"])
     app.conf.update(
         task_default_queue=settings.queue,
         task_acks_late=True,
