@@ -219,27 +219,6 @@ class SyncRunDetail(SyncRunOut):
     )
 
 
-class AudienceCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = ""
-    source_id: str | None = None
-    rules: dict[str, Any] = Field(default_factory=dict)
-
-
-class AudienceOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    workspace_id: str
-    source_id: str | None
-    name: str
-    description: str
-    kind: str
-    rules: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-
-
 class DestinationCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     type: str

@@ -44,6 +44,7 @@ from shared.domain.mapping import FieldMapping, map_row, payload_hash
 from shared.domain.members import ordered_key, source_for
 from shared.logs import log_context, log_event
 from shared.runs import Claim, beat, claim_run
+from shared.sources import SourceError
 
 logger = logging.getLogger(__name__)
 SAVE_EVERY = 10  # outcomes saved per transaction when a connector yields them one by one
@@ -96,6 +97,8 @@ def execute_run(
             return _finish(sessions, claim, sync.id, "failed", str(exc), sync_error=True)
         except DestinationUnavailable as exc:
             return _finish(sessions, claim, sync.id, "failed", f"destination unavailable: {exc}")
+        except SourceError as exc:  # the audience's database went away mid-run
+            return _finish(sessions, claim, sync.id, "failed", f"source unusable: {exc}")
         finally:
             connector.close()
 

@@ -87,6 +87,15 @@ class Audience(Timestamped, Base):
     kind: Mapped[str] = mapped_column(String(20), default="rules")
     rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Materialization state: ready, importing (a CSV import is writing), syncing (a synced list
+    # is being read from its external source), error; and when it last changed.
+    status: Mapped[str] = mapped_column(String(20), default="ready", server_default="ready")
+    status_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    status_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    # A synced list's external source: {"type": "klaviyo", "destination_id", "list_id"}.
+    sync_source: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    group_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    group_config: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
 
 
 class Destination(Timestamped, Base):

@@ -1,0 +1,1 @@
+"""Audiences, sources, rules and CSV import."""
