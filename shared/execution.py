@@ -40,6 +40,7 @@ from shared.domain.diff import (
     SyncMode,
     plan_diff,
 )
+from shared.domain.groups import UnknownSplit, split_filter
 from shared.domain.mapping import FieldMapping, map_row, payload_hash
 from shared.domain.members import ordered_key, source_for
 from shared.logs import log_context, log_event
@@ -97,6 +98,8 @@ def execute_run(
             return _finish(sessions, claim, sync.id, "failed", str(exc), sync_error=True)
         except DestinationUnavailable as exc:
             return _finish(sessions, claim, sync.id, "failed", f"destination unavailable: {exc}")
+        except UnknownSplit as exc:  # never send the whole audience for a split that is gone
+            return _finish(sessions, claim, sync.id, "failed", str(exc), sync_error=True)
         except SourceError as exc:  # the audience's database went away mid-run
             return _finish(sessions, claim, sync.id, "failed", f"source unusable: {exc}")
         finally:
@@ -214,9 +217,11 @@ class _Delivery:
         with self.sessions() as session:
             audience = self.sync.audience
             source = source_for(session, audience)
+            keep = split_filter(session, self.sync.split_group_id)  # an A/B split: its part only
             current = (
                 Current(member.key, payload, payload_hash(payload))
                 for member in source.iter_members(audience.rules)
+                if keep is None or keep(member.key)
                 for payload in (map_row(member.row, self.mapping),)
             )
             yield from plan_diff(current, self._state(session), self.mode)

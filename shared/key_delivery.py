@@ -34,6 +34,7 @@ from shared.delivery.connector import (
     Record,
 )
 from shared.domain.diff import Change, Current, Delivered, Op, SyncMode, plan_diff
+from shared.domain.groups import split_filter
 from shared.domain.mapping import FieldMapping, map_row, payload_hash
 from shared.domain.members import source_for
 from shared.execution import upsert_state
@@ -62,10 +63,11 @@ def plan_keys(
     mapping = FieldMapping.parse(sync.field_mapping)
     audience = sync.audience
     source = source_for(session, audience)
+    keep = split_filter(session, sync.split_group_id)
     current = {
         member.key: Current(member.key, payload, payload_hash(payload))
         for member in source.iter_members(audience.rules, keys=ordered)
-        if member.key not in erase
+        if member.key not in erase and (keep is None or keep(member.key))
         for payload in (map_row(member.row, mapping),)
     }
     rows = {

@@ -411,6 +411,7 @@ def add_members(
     audience_id: str, body: MembersAdd, workspace_id: WorkspaceId, session: DbSession
 ) -> dict[str, int]:
     audience = _static(session, audience_id, workspace_id)
+    _not_synced(audience)
     try:
         written = add_static_members(session, audience, body.members)
     except MemberInputError as exc:
@@ -424,6 +425,13 @@ def remove_members(
 ) -> dict[str, int]:
     audience = _static(session, audience_id, workspace_id)
     return {"removed": remove_static_members(session, audience, body.keys)}
+
+
+def _not_synced(audience: Audience) -> None:
+    """A synced list takes its members from its source; what else was added would vanish at
+    the next re-sync, so refuse it up front."""
+    if audience.sync_source:
+        raise ApiError(400, "a synced list takes its members from its source; re-sync it instead")
 
 
 def _static(session: Session, audience_id: str, workspace_id: str) -> Audience:
@@ -535,6 +543,7 @@ def _prepare_import(workspace_id: str, audience_id: str | None) -> str:
                     )
             if audience.kind not in ("rules", "static"):
                 raise ApiError(400, f"a {audience.kind} audience takes no CSV import")
+            _not_synced(audience)
             running = session.execute(
                 select(
                     exists().where(

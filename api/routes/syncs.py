@@ -32,6 +32,7 @@ from shared.db.models import (
 )
 from shared.db.types import utcnow
 from shared.delivery.registry import CONNECTORS
+from shared.domain.groups import split_audience_id
 from shared.domain.members import source_for
 from shared.runs import SyncAlreadyRunning, SyncPaused, create_run, mark_published
 from shared.schedules import next_run_at, next_ticks, parse_zone, schedule_anchor
@@ -64,6 +65,12 @@ def _check_mapping(
         raise ApiError(422, f"field_mapping: {exc}") from None
 
 
+def _check_split(session: DbSession, split_group_id: str | None, audience_id: str) -> None:
+    """A sync may send one split of its own audience's A/B group, nothing else."""
+    if split_group_id is not None and split_audience_id(session, split_group_id) != audience_id:
+        raise ApiError(422, "split_group_id must name a split of the sync's audience")
+
+
 def sync_out(sync: AudienceSync) -> AudienceSyncOut:
     out = AudienceSyncOut.model_validate(sync)
     out.next_run_at = next_run_at(sync, utcnow())
@@ -87,6 +94,7 @@ def create_sync(
     audience = get_owned(session, Audience, body.audience_id, workspace_id, "audience")
     destination = get_owned(session, Destination, body.destination_id, workspace_id, "destination")
     _check_mapping(session, audience, destination, body.field_mapping)
+    _check_split(session, body.split_group_id, audience.id)
     sync = AudienceSync(
         workspace_id=workspace_id,
         **body.model_dump(exclude={"field_mapping"}),
@@ -149,6 +157,8 @@ def update_sync(
     if {"field_mapping", "audience_id", "destination_id"} & changes.keys():
         items = body.field_mapping or [FieldMappingItem(**item) for item in sync.field_mapping]
         _check_mapping(session, audience, destination, items)
+    if {"split_group_id", "audience_id"} & changes.keys():
+        _check_split(session, changes.get("split_group_id", sync.split_group_id), audience.id)
     reschedules = {"schedule", "timezone"} & changes.keys() or (
         changes.get("status") == "active" and sync.status != "active"
     )
