@@ -139,6 +139,11 @@ class DeliveryClient:
         return response
 
     def _remember_window(self, response: httpx.Response) -> None:
+        """Without a shared limiter, pace by the service's own counters. With one, the limiter
+        already spaces requests at the account's rate; waiting out a reset rounded up to whole
+        seconds on top of it would throw a third of Resend's budget away."""
+        if self.limiter is not None:
+            return
         remaining = response.headers.get("ratelimit-remaining")
         reset = response.headers.get("ratelimit-reset")
         if remaining is not None and reset is not None and _number(remaining) == 0:

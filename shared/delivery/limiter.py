@@ -8,8 +8,8 @@ worker machines):
   burst;
 - a semaphore caps requests in flight per account (Mailchimp allows 10 connections); each slot
   expires, so a killed worker cannot hold one forever;
-- what the service itself says wins: a 429's ``retry-after``, or ``ratelimit-remaining: 0`` with
-  its reset, blocks the whole account for every worker until then.
+- what the service itself says wins: a 429's ``retry-after`` blocks the whole account for every
+  worker until then.
 
 If Redis cannot be reached the limiter steps aside (logged): requests still honour the service's
 own 429s through ``DeliveryClient``, so nothing is lost, only politeness.
@@ -162,15 +162,15 @@ class AccountLimiter:
 
 
 def _service_block_seconds(response: httpx.Response) -> float:
-    """How long the service asked everyone on this account to hold off."""
+    """How long the service asked everyone on this account to hold off: only a 429 says so.
+    (An exhausted ``ratelimit-remaining`` is normal at full speed; its reset is rounded up to
+    whole seconds, so waiting it out would slow every worker below the rate it is allowed.)"""
     if response.status_code == 429:
         for header in ("retry-after", "ratelimit-reset"):
             value = _number(response.headers.get(header))
             if value is not None:
                 return value
         return 1.0
-    if _number(response.headers.get("ratelimit-remaining")) == 0:
-        return _number(response.headers.get("ratelimit-reset")) or 0.0
     return 0.0
 
 

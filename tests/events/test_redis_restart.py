@@ -137,14 +137,15 @@ def test_no_event_answered_202_is_lost_when_redis_restarts(
     own_redis.start()
     # Celery 5.7 / kombu 5.7 can crash the worker's main process when the broker drops while a
     # message is unacknowledged (kombu's restore_unacked: "'NoneType' object has no attribute
-    # 'hostname'"). A supervisor (compose's restart policy, systemd) restarts it; so do we.
-    if worker.poll() is not None:
-        processes.start("worker", "--concurrency", "2", env=env)
-
+    # 'hostname'"), possibly some time after the broker came back. A supervisor (compose's
+    # restart policy, systemd) restarts it whenever it ends; so do we, while we wait.
     assert len(accepted) >= 80
     wanted = set(accepted)
+    workers = [worker]
 
     def delivered() -> bool:
+        if workers[-1].poll() is not None:
+            workers.append(processes.start("worker", "--concurrency", "2", env=env))
         return wanted <= set(destination_contacts(resend.url))
 
     wait_until(delivered, timeout=120, interval=1)

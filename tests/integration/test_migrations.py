@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
@@ -14,7 +16,21 @@ from shared.db.models import Base
 from tests.conftest import drop_postgres_database, fresh_postgres_database, process_env
 
 
-def test_migrations_go_down_and_up_and_match_the_models(database_url: str) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own: going down to nothing must not pull the floor from under the
+    session's shared database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.db'}"
+        return
+    url = fresh_postgres_database()
+    yield url
+    drop_postgres_database(url)
+
+
+def test_migrations_go_down_and_up_and_match_the_models(own_database: str) -> None:
+    database_url = own_database
+    upgrade(database_url)
     config = alembic_config(database_url)
     command.check(config)  # raises if the models and the migrations disagree
     command.downgrade(config, "base")
