@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from shared.db.models import SyncRun
@@ -26,6 +27,7 @@ def ticks(sync_id: str) -> list[datetime]:
         )
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_beats_fire_each_tick_exactly_once_even_when_the_lock_holder_dies(
     ws: WorkspaceClient, resend: object, processes: Processes
 ) -> None:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from shared.db.models import Destination
 from shared.db.session import session_scope
@@ -77,6 +78,7 @@ def test_a_429_blocks_the_whole_account() -> None:
     assert time.monotonic() - started >= 0.9
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_workers_syncing_to_one_account_share_its_limit(
     ws: WorkspaceClient, resend: Any, processes: Processes
 ) -> None:
