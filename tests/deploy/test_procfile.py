@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import ROOT, process_env, wait_until
 
@@ -238,7 +239,11 @@ def wait_for_processes(honcho: Honcho) -> None:
 
         def worker_answers() -> Any:
             honcho.check_running()
-            return control.control.ping(timeout=0.5)
+            try:
+                return control.control.ping(timeout=0.5)
+            except (redis.RedisError, OSError):  # the broker connection was reset: ask again
+                control.pool.force_close_all()
+                return None
 
         replies = wait_until(worker_answers, timeout=60, interval=0)
     finally:
