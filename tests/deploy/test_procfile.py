@@ -234,20 +234,17 @@ def wait_for_processes(honcho: Honcho) -> None:
 
     wait_until(flower_up, timeout=30, interval=0.2)
 
-    control = Celery("ping", broker=honcho.env["REDIS_URL"])
-    try:
+    def worker_answers() -> Any:
+        honcho.check_running()
+        probe = Celery("ping", broker=honcho.env["REDIS_URL"])  # a fresh connection each time
+        try:
+            return probe.control.ping(timeout=0.5)
+        except (redis.RedisError, OSError):  # the broker connection was reset: ask again
+            return None
+        finally:
+            probe.close()
 
-        def worker_answers() -> Any:
-            honcho.check_running()
-            try:
-                return control.control.ping(timeout=0.5)
-            except (redis.RedisError, OSError):  # the broker connection was reset: ask again
-                control.pool.force_close_all()
-                return None
-
-        replies = wait_until(worker_answers, timeout=60, interval=0)
-    finally:
-        control.close()
+    replies = wait_until(worker_answers, timeout=60, interval=0.1)
     assert len(replies) == 1 and next(iter(replies[0].values())) == {"ok": "pong"}, replies
 
     # beat is up when its sweep task went through the broker and the Procfile's worker ran it.
