@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +63,10 @@ class _Transient(Exception):
 
 
 class DeliveryClient:
-    """An httpx client that waits on 429s and retries transient failures."""
+    """An httpx client that waits on 429s and retries transient failures.
+
+    Safe to share between the threads of one run (httpx's client is; the counters are locked).
+    """
 
     def __init__(
         self,
@@ -75,6 +80,8 @@ class DeliveryClient:
         self.sleep = sleep
         self.request_count = 0
         self.rate_limited_count = 0
+        self._count_lock = threading.Lock()
+        self._in_flight: threading.BoundedSemaphore | None = None
         # The account's shared limiter (set by the registry when Redis is configured).
         self.limiter: AccountLimiter | None = None
         self._not_before = 0.0
@@ -114,7 +121,8 @@ class DeliveryClient:
             self._remember_window(response)
             if response.status_code != 429:
                 return response
-            self.rate_limited_count += 1
+            with self._count_lock:
+                self.rate_limited_count += 1
             delay = retry_delay(response)
             waited += delay
             if waited > self.policy.max_rate_limit_wait:
@@ -122,18 +130,28 @@ class DeliveryClient:
             log_event(logger, "destination.rate_limited", wait_seconds=delay)
             self.sleep(delay)
 
+    def cap_in_flight(self, connections: int) -> None:
+        """Never more than ``connections`` requests of this client on their way at once. A run
+        may have more threads than that (they build and record batches meanwhile); they queue
+        here, in the process, before asking the account's shared limiter for a slot."""
+        self._in_flight = threading.BoundedSemaphore(connections)
+
     def _send_once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if self.limiter is not None:
-            self.limiter.acquire()
-        self.request_count += 1
+        with self._in_flight or contextlib.nullcontext():
+            return self._send_admitted(method, path, **kwargs)
+
+    def _send_admitted(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        admission = self.limiter.acquire(method, path) if self.limiter is not None else None
+        with self._count_lock:
+            self.request_count += 1
         response: httpx.Response | None = None
         try:
             response = self._client.request(method, path, **kwargs)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise _Transient(f"{type(exc).__name__}") from exc
         finally:
-            if self.limiter is not None:
-                self.limiter.release(response)
+            if self.limiter is not None and admission is not None:
+                self.limiter.release(admission, response)
         if response.status_code >= 500:
             raise _Transient(f"HTTP {response.status_code}")
         return response

@@ -32,6 +32,12 @@ Paths:
 A multi-profile request Klaviyo refuses because of one profile (``source.pointer``
 ``/data/attributes/profiles/data/<i>/...``) fails that record alone and is sent again
 without it. Rate limits and 5xx are the ``DeliveryClient``'s business.
+
+Limits: Klaviyo limits each endpoint on its own, per account, with a burst per second and a
+steady rate per minute (its spec's ``x-klaviyo-ratelimit``; tiers S 3/s 60/m, M 10/s 150/m,
+L 75/s 750/m). ``route_limits`` lists the endpoints this connector calls at their steady rate,
+so list relationships (M) never slow profile imports (L) down. ``config.rate_limit`` paces the
+endpoints not listed.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import httpx
 from shared.delivery.base import HttpConnector, json_body
 from shared.delivery.connector import DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
+from shared.delivery.limiter import RouteLimit
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
 REVISION = "2026-07-15"
@@ -64,12 +71,31 @@ REVISION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 PROFILE_POINTER = re.compile(r"^/data/attributes/profiles/data/(\d+)(?:/|$)")
 
 Sender = Callable[[list[dict[str, Any]]], httpx.Response]
+TIER_M, TIER_L = 150, 750  # steady requests per minute
+
+
+def _steady(method: str, path: str, per_minute: int) -> RouteLimit:
+    """Paced one request short of the minute's budget, so that no minute of Klaviyo's sliding
+    window ever holds more than it allows (a GCRA admits one extra at the window's edge)."""
+    return RouteLimit(method, path, (per_minute - 1) / 60)
 
 
 class KlaviyoConnector(HttpConnector):
     type: ClassVar[str] = "klaviyo"
     batch_size: ClassVar[int] = BULK_MAX
     default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    route_limits: ClassVar[tuple[RouteLimit, ...]] = (
+        _steady("POST", "/api/profile-import", TIER_L),
+        _steady("POST", "/api/profile-bulk-import-jobs", TIER_M),
+        _steady("GET", "/api/profile-bulk-import-jobs/{job_id}", TIER_M),
+        _steady("GET", "/api/profile-bulk-import-jobs/{id}/import-errors", TIER_M),
+        _steady("POST", "/api/profile-subscription-bulk-create-jobs", TIER_L),
+        _steady("POST", "/api/profile-subscription-bulk-delete-jobs", TIER_L),
+        _steady("POST", "/api/lists/{id}/relationships/profiles", TIER_M),
+        _steady("DELETE", "/api/lists/{id}/relationships/profiles", TIER_M),
+        _steady("GET", "/api/lists/{id}/profiles", TIER_L),
+        _steady("GET", "/api/lists/{id}", TIER_L),
+    )
     job_timeout: float = 900.0
     """Seconds a bulk import job may take before its records fail (they are sent again)."""
     poll_initial: float = 0.2
@@ -180,12 +206,12 @@ class KlaviyoConnector(HttpConnector):
                     record.key, False, error="no email, phone_number or external_id to send"
                 )
         if len(sendable) < PER_RECORD_BELOW:
-            self.paths["per_record"] += len(sendable)
+            self.took("per_record", len(sendable))
             outcomes.update(self._upsert_each(sendable))
         else:
             for start in range(0, len(sendable), BULK_MAX):
                 chunk = sendable[start : start + BULK_MAX]
-                self.paths["bulk"] += len(chunk)
+                self.took("bulk", len(chunk))
                 outcomes.update(self._upsert_bulk(chunk))
         if self.subscribe:
             done = [r for r in sendable if outcomes[r.key].ok and _present(r.payload.get("email"))]
@@ -282,7 +308,7 @@ class KlaviyoConnector(HttpConnector):
                 outcomes[record.key] = Outcome(record.key, False, error=str(reason))
         if retry_fresh:
             # Profiles deleted in Klaviyo since we last wrote them: import them anew.
-            self.paths["per_record"] += len(retry_fresh)
+            self.took("per_record", len(retry_fresh))
             outcomes.update(self._upsert_each(retry_fresh))
         return outcomes
 
@@ -379,7 +405,7 @@ class KlaviyoConnector(HttpConnector):
     # -- remove -------------------------------------------------------------------------
 
     def remove(self, records: Sequence[Record]) -> list[Outcome]:
-        self.paths["bulk"] += len(records)
+        self.took("bulk", len(records))
         outcomes: dict[str, Outcome] = {}
         emails: dict[str, str] = {}
         phones: dict[str, str] = {}

@@ -9,7 +9,14 @@ worker machines):
 - a semaphore caps requests in flight per account (Mailchimp allows 10 connections); each slot
   expires, so a killed worker cannot hold one forever;
 - what the service itself says wins: a 429's ``retry-after`` blocks the whole account for every
-  worker until then.
+  worker until then;
+- a service that limits each endpoint on its own (Klaviyo: a burst and a steady rate per
+  endpoint) declares ``RouteLimit``s; each such route has its own GCRA and its own 429 block, so
+  a slow endpoint never holds back a fast one. Routes without one share the account's rate.
+
+One limiter may serve several threads of one run at once (a run sends batches in parallel to a
+service that allows several connections): what one request holds is returned to it as an
+``Admission``, never kept on the limiter.
 
 If Redis cannot be reached the limiter steps aside (logged): requests still honour the service's
 own 429s through ``DeliveryClient``, so nothing is lost, only politeness.
@@ -19,9 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import httpx
 import redis
@@ -81,6 +90,49 @@ def account_key(kind: str, base_url: str, secret: str) -> str:
     return f"audiencesync:limit:{kind}:{digest}"
 
 
+@dataclass(frozen=True)
+class RouteLimit:
+    """A limit the service puts on one endpoint instead of on the whole account.
+
+    ``path`` is the endpoint's template as the service documents it; a ``{name}`` stands for
+    one path segment. ``rate`` is the steady rate in requests per second (the one that holds
+    over minutes); ``burst`` how many may go at once after a quiet spell.
+    """
+
+    method: str
+    path: str
+    rate: float
+    burst: int = 1
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = re.split(r"\{[^/{}]+\}", self.path)
+        regex = "[^/]+".join(re.escape(part) for part in parts)
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.method.upper()} {self.path}"
+
+    def matches(self, method: str, path: str) -> bool:
+        return method.upper() == self.method.upper() and bool(self.pattern.match(path))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What one request holds between ``acquire`` and ``release``."""
+
+    bucket: str
+    slot: str | None = None
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    name: str
+    interval_ms: int
+    burst: int
+
+
 class AccountLimiter:
     def __init__(
         self,
@@ -89,59 +141,79 @@ class AccountLimiter:
         rate: float,
         concurrency: int | None = None,
         burst: int = 1,
+        routes: Sequence[RouteLimit] = (),
         slot_ttl_seconds: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self.key = key
-        self.interval_ms = max(1, round(1000 / rate))
-        self.burst = max(0, burst - 1)
+        self.account = _Bucket("account", _interval_ms(rate), max(0, burst - 1))
+        self.routes = tuple(routes)
         self.concurrency = concurrency
         self.slot_ttl_ms = int(slot_ttl_seconds * 1000)
         self.sleep = sleep
-        self.waited_seconds = 0.0
-        self._slot: str | None = None
         self._gcra = self.client.register_script(_GCRA)
         self._acquire_slot = self.client.register_script(_ACQUIRE_SLOT)
         self._block = self.client.register_script(_BLOCK)
         self._disabled = False
 
-    def acquire(self) -> None:
-        """Wait until this account may send one more request, then take the turn."""
+    def acquire(self, method: str = "", path: str = "") -> Admission:
+        """Wait until this account (or this endpoint of it) may send one more request, then
+        take the turn. Give what it returns back to ``release``."""
+        bucket = self._bucket(method, path)
         if self._disabled:
-            return
+            return Admission(bucket.name)
         try:
-            self._wait_until_unblocked()
-            if self.concurrency:
-                self._take_slot()
-            while (wait_ms := self._turn()) > 0:
-                self._pause(wait_ms / 1000)
+            self._wait_until_unblocked(bucket)
+            slot = self._take_slot() if self.concurrency else None
+            try:
+                while (wait_ms := self._turn(bucket)) > 0:
+                    self._pause(wait_ms / 1000)
+            except BaseException:
+                self.release(Admission(bucket.name, slot), None)
+                raise
+            return Admission(bucket.name, slot)
         except redis.RedisError as exc:
             self._step_aside(exc)
+            return Admission(bucket.name)
 
-    def release(self, response: httpx.Response | None) -> None:
+    def release(self, admission: Admission, response: httpx.Response | None) -> None:
         """Give the in-flight slot back and pass on what the service said about its limits."""
         if self._disabled:
             return
         try:
-            if self._slot is not None:
-                self.client.zrem(f"{self.key}:slots", self._slot)
-                self._slot = None
+            if admission.slot is not None:
+                self.client.zrem(f"{self.key}:slots", admission.slot)
             if response is not None:
                 block = _service_block_seconds(response)
                 if block > 0:
-                    self._block(keys=[f"{self.key}:blocked"], args=[int(block * 1000)])
+                    blocked = self._key(admission.bucket, "blocked")
+                    self._block(keys=[blocked], args=[int(block * 1000)])
         except redis.RedisError as exc:
             self._step_aside(exc)
 
-    def _turn(self) -> int:
-        return int(self._gcra(keys=[f"{self.key}:gcra"], args=[self.interval_ms, self.burst]))
+    def _bucket(self, method: str, path: str) -> _Bucket:
+        route_path = httpx.URL(path).path if path else ""
+        for route in self.routes:
+            if route.matches(method, route_path):
+                return _Bucket(route.bucket, _interval_ms(route.rate), max(0, route.burst - 1))
+        return self.account
 
-    def _wait_until_unblocked(self) -> None:
-        while (left_ms := int(self._block(keys=[f"{self.key}:blocked"], args=[0]))) > 0:
+    def _key(self, bucket: str, what: str) -> str:
+        if bucket == self.account.name:
+            return f"{self.key}:{what}"
+        return f"{self.key}:route:{hashlib.sha1(bucket.encode()).hexdigest()[:12]}:{what}"
+
+    def _turn(self, bucket: _Bucket) -> int:
+        gcra = self._key(bucket.name, "gcra")
+        return int(self._gcra(keys=[gcra], args=[bucket.interval_ms, bucket.burst]))
+
+    def _wait_until_unblocked(self, bucket: _Bucket) -> None:
+        blocked = self._key(bucket.name, "blocked")
+        while (left_ms := int(self._block(keys=[blocked], args=[0]))) > 0:
             self._pause(left_ms / 1000)
 
-    def _take_slot(self) -> None:
+    def _take_slot(self) -> str:
         slot = uuid.uuid4().hex
         pause = 0.01
         while not self._acquire_slot(
@@ -149,16 +221,18 @@ class AccountLimiter:
         ):
             self._pause(pause)
             pause = min(pause * 2, 0.25)
-        self._slot = slot
+        return slot
 
     def _pause(self, seconds: float) -> None:
-        self.waited_seconds += seconds
         self.sleep(seconds)
 
     def _step_aside(self, exc: Exception) -> None:
         self._disabled = True
-        self._slot = None
         log_event(logger, "limiter.unavailable", level=logging.WARNING, error=type(exc).__name__)
+
+
+def _interval_ms(rate: float) -> int:
+    return max(1, round(1000 / rate))
 
 
 def _service_block_seconds(response: httpx.Response) -> float:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from emulators.klaviyo import create_app
 from emulators.klaviyo.contract import validate_exchange
+from emulators.klaviyo.specs import route_limits
 from emulators.server import EmulatorServer
 from shared.config import Settings, get_settings
 from shared.db.models import AudienceSync, Destination, RunError, SyncRun
@@ -334,3 +335,14 @@ def test_a_job_past_the_deadline_fails_its_records(klaviyo: EmulatorServer) -> N
     assert [o.ok for o in outcomes] == [False] * 12
     assert "still queued" in outcomes[0].error
     assert 2 <= connector.request_count <= 8
+
+
+def test_route_limits_follow_the_published_spec() -> None:
+    """Each endpoint the connector paces on its own runs at the spec's steady rate (one short of
+    the minute's budget), never above its burst."""
+    published = route_limits()
+    assert KlaviyoConnector.route_limits
+    for limit in KlaviyoConnector.route_limits:
+        windows = {window.seconds: window.limit for window in published[limit.bucket]}
+        assert limit.rate == pytest.approx((windows[60.0] - 1) / 60), limit.bucket
+        assert limit.rate * 1 <= windows[1.0] and limit.burst <= windows[1.0]
