@@ -4,6 +4,11 @@ The plan is computed twice, streaming both times: a first pass counts the work (
 total), the second delivers it. After every batch the destination confirmed, the sync state, the
 run's counters and the per-record errors are written in one transaction, so a run that dies
 half-way is resumed by the next delivery without re-sending confirmed work.
+
+A service that allows several connections per account (Mailchimp: 10) gets that many batches at
+once, from a small thread pool: its limit is on connections, not on requests per second, so one
+batch at a time would use a tenth of it. Every key appears in one batch only, so parallel batches
+never race on a record; the bookkeeping of each batch is still one transaction, taken in turn.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +132,7 @@ class _Delivery:
         cap = settings.batch_size or connector.batch_size
         self.batch_size = max(1, min(cap, connector.batch_size))
         self.requests_seen = 0
+        self._record_lock = threading.Lock()
         self.allow_mass_removal = run.allow_mass_removal
         self.earlier_paths = dict(run.delivery_paths or {})  # from deliveries before a crash
         self.max_removal_share = float(
@@ -184,32 +191,33 @@ class _Delivery:
         upserts: list[Change] = []
         removals: list[Change] = []
         bookkeeping = BatchResult()
-        for change in plan:
-            if change.op is Op.UNCHANGED:
-                bookkeeping.counts["unchanged"] += 1
-            elif change.op is Op.TRACK:
-                bookkeeping.state_upserts.append(
-                    self._delivered_row(change, change.destination_ref)
-                )
-            elif change.op is Op.FORGET:
-                bookkeeping.state_deletes.append(change.key)
-            elif change.op is Op.REMOVE:
-                removals.append(change)
-                if len(removals) >= self.batch_size:
-                    self._send(removals, self.connector.remove)
-                    removals = []
-            else:
-                upserts.append(change)
-                if len(upserts) >= self.batch_size:
-                    self._send(upserts, self.connector.upsert)
-                    upserts = []
-            if len(bookkeeping.state_upserts) + len(bookkeeping.state_deletes) >= 1000:
-                self._record(bookkeeping)
-                bookkeeping = BatchResult()
-        if upserts:
-            self._send(upserts, self.connector.upsert)
-        if removals:
-            self._send(removals, self.connector.remove)
+        with _InFlight(self.connector.connections) as in_flight:
+            for change in plan:
+                if change.op is Op.UNCHANGED:
+                    bookkeeping.counts["unchanged"] += 1
+                elif change.op is Op.TRACK:
+                    bookkeeping.state_upserts.append(
+                        self._delivered_row(change, change.destination_ref)
+                    )
+                elif change.op is Op.FORGET:
+                    bookkeeping.state_deletes.append(change.key)
+                elif change.op is Op.REMOVE:
+                    removals.append(change)
+                    if len(removals) >= self.batch_size:
+                        in_flight.submit(self._send, removals, self.connector.remove)
+                        removals = []
+                else:
+                    upserts.append(change)
+                    if len(upserts) >= self.batch_size:
+                        in_flight.submit(self._send, upserts, self.connector.upsert)
+                        upserts = []
+                if len(bookkeeping.state_upserts) + len(bookkeeping.state_deletes) >= 1000:
+                    self._record(bookkeeping)
+                    bookkeeping = BatchResult()
+            if upserts:
+                in_flight.submit(self._send, upserts, self.connector.upsert)
+            if removals:
+                in_flight.submit(self._send, removals, self.connector.remove)
         self._record(bookkeeping)
 
     def _plan(self) -> Iterator[Change]:
@@ -268,10 +276,14 @@ class _Delivery:
             return [change for key, change in changes.items() if key not in answered]
 
         try:
-            for outcome in call(records):
+            outcomes = call(records)
+            # A list came back whole: one transaction. Outcomes yielded one by one as the
+            # service answers are saved every few, so a long call's progress survives a crash.
+            every = len(records) if isinstance(outcomes, Sequence) else SAVE_EVERY
+            for outcome in outcomes:
                 if outcome.key in changes and outcome.key not in answered:
                     answered[outcome.key] = outcome
-                    if len(answered) - saved >= SAVE_EVERY:
+                    if len(answered) - saved >= every:
                         save()
         except BatchRejected as exc:
             save()
@@ -352,6 +364,10 @@ class _Delivery:
 
     def _record(self, result: BatchResult, planned_total: int | None = None) -> None:
         """Write one batch's outcome and the run's counters in one transaction."""
+        with self._record_lock:
+            self._record_locked(result, planned_total)
+
+    def _record_locked(self, result: BatchResult, planned_total: int | None) -> None:
         requests = self.connector.request_count
         counts = result.counts
         with self.sessions.begin() as session:
@@ -392,6 +408,46 @@ class _Delivery:
         self.requests_seen = requests
         if owned.rowcount != 1:  # type: ignore[attr-defined]
             raise LostOwnership(self.claim.run_id)
+
+
+class _InFlight:
+    """Batches for a connector allowing ``connections`` requests at once. With one, a batch is
+    sent in the calling thread, as it always was. With more, twice as many threads as
+    connections take batches, so that while some build or record theirs, others hold every
+    connection (the client itself never exceeds its connections). A batch that fails stops new
+    ones from starting; the ones already on their way finish and are recorded, then the first
+    failure is raised."""
+
+    def __init__(self, connections: int) -> None:
+        self.width = 1 if connections <= 1 else 2 * connections
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: set[Future[None]] = set()
+
+    def __enter__(self) -> _InFlight:
+        if self.width > 1:
+            self._pool = ThreadPoolExecutor(self.width, thread_name_prefix="run-batch")
+        return self
+
+    def submit(self, send: Callable[..., None], *args: Any) -> None:
+        if self._pool is None:
+            send(*args)
+            return
+        if len(self._pending) >= self.width:
+            self._settle(wait(self._pending, return_when=FIRST_COMPLETED).done)
+        self._pending.add(self._pool.submit(send, *args))
+
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        if self._pool is None:
+            return
+        done = wait(self._pending).done
+        self._pool.shutdown()
+        if exc_type is None:
+            self._settle(done)
+
+    def _settle(self, done: set[Future[None]]) -> None:
+        self._pending -= done
+        for future in done:
+            future.result()  # raises the batch's failure in the run's thread
 
 
 def upsert_state(session: Session, rows: list[dict[str, Any]], overwrite: bool) -> None:

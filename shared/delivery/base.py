@@ -7,6 +7,7 @@ authenticates, its batch size, its paths and payloads, and how to read its error
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ import httpx
 
 from shared.delivery.connector import DestinationError, Outcome, Record
 from shared.delivery.http import DeliveryClient, RetryPolicy
+from shared.delivery.limiter import RouteLimit
 
 
 class HttpConnector(ABC):
@@ -27,7 +29,11 @@ class HttpConnector(ABC):
     default_base_url: ClassVar[str]
     # What the service allows one account by default (config ``rate_limit`` overrides the rate).
     default_rate: ClassVar[float] = 10.0
+    # The service's cap on requests in flight per account, if it has one (Mailchimp: 10). A run
+    # then sends that many batches at once; config ``max_connections`` may ask for fewer.
     max_concurrency: ClassVar[int | None] = None
+    # Endpoints the service limits on their own instead of against the account's rate.
+    route_limits: ClassVar[tuple[RouteLimit, ...]] = ()
     refused_statuses: ClassVar[frozenset[int]] = frozenset({401, 403})
 
     def __init__(
@@ -40,11 +46,32 @@ class HttpConnector(ABC):
         self.config = config
         # Records delivered per path ("per_record", "bulk"); the run records the mix.
         self.paths: Counter[str] = Counter()
+        self._paths_lock = threading.Lock()
         # The destination fields the sync maps (set by prepare); removals may need them.
         self.mapped_fields: list[str] = []
         self.client = client or DeliveryClient(
             self.base_url(config, credentials), self.auth_headers(credentials), policy
         )
+        if self.max_concurrency:
+            self.client.cap_in_flight(self.connections)
+
+    @classmethod
+    def connections_for(cls, config: dict[str, Any]) -> int:
+        """Requests this account may have in flight: the service's cap, or fewer when the
+        destination says so (another tool shares the account)."""
+        if not cls.max_concurrency:
+            return 1
+        wanted = config.get("max_connections")
+        return min(cls.max_concurrency, int(wanted)) if wanted else cls.max_concurrency
+
+    @property
+    def connections(self) -> int:
+        return self.connections_for(self.config)
+
+    def took(self, path: str, records: int) -> None:
+        """Count records delivered through ``path`` (batches may run in parallel threads)."""
+        with self._paths_lock:
+            self.paths[path] += records
 
     @classmethod
     def base_url(cls, config: dict[str, Any], credentials: dict[str, Any]) -> str:

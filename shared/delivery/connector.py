@@ -58,6 +58,11 @@ class Connector(Protocol):
     @property
     def request_count(self) -> int: ...
 
+    @property
+    def connections(self) -> int:
+        """How many requests the connector may have in flight: a run sends that many batches
+        at once. ``upsert`` and ``remove`` must then be safe to call from several threads."""
+
     @staticmethod
     def validate_mapping(destination_fields: Sequence[str]) -> None:
         """Raise ``ValueError`` naming any field the service cannot accept."""

@@ -29,7 +29,9 @@ Paths: a call bringing 10 or more records uses batch subscribe (``POST /3.0/list
 to 500 members, per-member errors), fewer go one ``PUT`` each. A member whose email changed
 since it was delivered is always sent alone, to its old hash, so its address is changed
 rather than a second member created. Mailchimp's only published limit is 10 simultaneous
-connections; the connector makes one at a time.
+connections per account: a run sends up to 10 batches at once (``config.max_connections``
+asks for fewer when other tools share the account), and every worker's requests together
+stay within it through the shared limiter.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
@@ -89,8 +92,10 @@ class MailchimpConnector(HttpConnector):
     type: ClassVar[str] = "mailchimp"
     batch_size: ClassVar[int] = 500
     default_base_url: ClassVar[str] = "https://us1.api.mailchimp.com"
-    # Mailchimp's one published limit: 10 simultaneous connections per account.
+    # Mailchimp's one published limit: 10 simultaneous connections per account. It publishes
+    # no request rate, so the rate is only a ceiling against a service answering instantly.
     max_concurrency: ClassVar[int | None] = 10
+    default_rate: ClassVar[float] = 100.0
 
     def __init__(
         self,
@@ -105,6 +110,7 @@ class MailchimpConnector(HttpConnector):
         self.permanent_delete = bool(config.get("permanent_delete"))
         self.config_tags = _tag_names(config.get("tags"))
         self._merge_types: dict[str, str] | None = None
+        self._merge_lock = threading.Lock()  # batches run in parallel threads
 
     @classmethod
     def base_url(cls, config: dict[str, Any], credentials: dict[str, Any]) -> str:
@@ -195,13 +201,13 @@ class MailchimpConnector(HttpConnector):
         alone = moved
         if len(batchable) >= BULK_THRESHOLD:
             outcomes.update(self._batch(batchable))
-            self.paths["bulk"] += len(batchable)
+            self.took("bulk", len(batchable))
         else:
             alone = moved + batchable
         for record in alone:
             outcomes[record.key] = self._put(record)
         if alone:
-            self.paths["per_record"] += len(alone)
+            self.took("per_record", len(alone))
         for record in ready:
             outcome = outcomes[record.key]
             tags = self._tags_for(record)
@@ -318,6 +324,10 @@ class MailchimpConnector(HttpConnector):
         }
         if not wanted:
             return
+        with self._merge_lock:
+            self._create_missing_merge_fields(wanted)
+
+    def _create_missing_merge_fields(self, wanted: dict[str, str]) -> None:
         if self._merge_types is None:
             self._merge_types = self._list_merge_fields()
         for tag, field in wanted.items():
@@ -345,7 +355,7 @@ class MailchimpConnector(HttpConnector):
     # --- remove -----------------------------------------------------------------------
 
     def remove(self, records: Sequence[Record]) -> list[Outcome]:
-        self.paths["per_record"] += len(records)
+        self.took("per_record", len(records))
         return [self._remove_one(record) for record in records]
 
     def _remove_one(self, record: Record) -> Outcome:

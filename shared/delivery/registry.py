@@ -43,6 +43,19 @@ def validate_destination(type_: str, config: dict[str, Any], credentials: dict[s
         isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
     ):
         raise ValueError("config.rate_limit must be a positive number of requests per second")
+    connections = config.get("max_connections")
+    if connections is not None:
+        cap = CONNECTORS[type_].max_concurrency
+        if cap is None:
+            raise ValueError(
+                f"{type_} has no connection limit; config.max_connections does not apply"
+            )
+        if (
+            isinstance(connections, bool)
+            or not isinstance(connections, int)
+            or not (1 <= connections <= cap)
+        ):
+            raise ValueError(f"config.max_connections must be a whole number from 1 to {cap}")
     CONNECTORS[type_].validate_config(config, credentials)
 
 
@@ -59,6 +72,7 @@ def build_connector(destination: Destination, settings: Settings) -> HttpConnect
             settings.redis_url,
             account_key(destination.type, base_url, secret),
             rate=float(destination.config.get("rate_limit") or connector_class.default_rate),
-            concurrency=connector_class.max_concurrency,
+            concurrency=connector.connections if connector_class.max_concurrency else None,
+            routes=connector_class.route_limits,
         )
     return connector

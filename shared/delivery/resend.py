@@ -104,12 +104,12 @@ class ResendConnector(HttpConnector):
             yield from self._import(records)
             return
         for record in records:
-            self.paths["per_record"] += 1
+            self.took("per_record", 1)
             yield self._upsert_one(record)
 
     def remove(self, records: Sequence[Record]) -> Iterator[Outcome]:
         for record in records:
-            self.paths["per_record"] += 1
+            self.took("per_record", 1)
             yield self._remove_one(record)
 
     def _upsert_one(self, record: Record) -> Outcome:
@@ -160,10 +160,10 @@ class ResendConnector(HttpConnector):
         counts = self._run_import(sendable) if sendable else {"failed": 0}
         if counts.get("failed"):
             for record in sendable:
-                self.paths["per_record"] += 1
+                self.took("per_record", 1)
                 yield self._upsert_one(record)
             return
-        self.paths["bulk"] += len(sendable)
+        self.took("bulk", len(sendable))
         for record in sendable:
             yield Outcome(record.key, True, record.destination_ref or record.payload["email"])
 

@@ -143,14 +143,14 @@ class SendexConnector(HttpConnector):
     def upsert(self, records: Sequence[Record]) -> list[Outcome]:
         audience = self._audience(create=True)
         assert audience is not None
-        self.paths["per_record"] += len(records)
+        self.took("per_record", len(records))
         return [self._upsert_one(audience, record) for record in records]
 
     def remove(self, records: Sequence[Record]) -> list[Outcome]:
         audience = self._audience(create=False)
         if audience is None:  # the audience was never created: nobody is in it
             return [Outcome(record.key, True, record.destination_ref) for record in records]
-        self.paths["per_record"] += len(records)
+        self.took("per_record", len(records))
         return [self._remove_one(audience, record) for record in records]
 
     # --- upsert ---------------------------------------------------------------------

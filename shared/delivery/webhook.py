@@ -172,7 +172,7 @@ class WebhookConnector(HttpConnector):
         the run saves its progress batch by batch."""
         for start in range(0, len(records), self.chunk_size):
             chunk = records[start : start + self.chunk_size]
-            self.paths["bulk"] += len(chunk)
+            self.took("bulk", len(chunk))
             yield from self._send(operation, chunk)
 
     def _send(self, operation: str, records: Sequence[Record]) -> list[Outcome]:
@@ -189,7 +189,7 @@ class WebhookConnector(HttpConnector):
         if len(records) > 1 and response.status_code in REJECTED_AS_A_WHOLE:
             # One bad record spoils a receiver's batch: let the executor split it in halves
             # until the bad records are alone, so the good ones still get through.
-            self.paths["bulk"] -= len(records)
+            self.took("bulk", -len(records))
             raise BatchRejected(error, response.status_code)
         return [
             Outcome(r.key, False, error=error, status_code=response.status_code) for r in records

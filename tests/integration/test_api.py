@@ -220,6 +220,18 @@ def test_destination_credentials_never_come_back(ws: WorkspaceClient) -> None:
             "config": {"base_url": "ftp://x"},
             "credentials": {"api_key": "re_x"},
         },
+        {  # Resend limits requests per second, not connections
+            "name": "r",
+            "type": "resend",
+            "config": {"max_connections": 2},
+            "credentials": {"api_key": "re_x"},
+        },
+        {  # Mailchimp allows 10 connections per account
+            "name": "m",
+            "type": "mailchimp",
+            "config": {"list_id": "l1", "max_connections": 11},
+            "credentials": {"api_key": "abc-us6"},
+        },
     ],
 )
 def test_bad_destination_is_a_422(ws: WorkspaceClient, body: dict[str, Any]) -> None:

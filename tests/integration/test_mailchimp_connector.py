@@ -9,6 +9,7 @@ factory builds a ``MailchimpConnector`` from the destination's config and creden
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -107,10 +108,31 @@ def mailchimp_sync(
     return sync["id"], list_id
 
 
-def checked_factory(exchanges: list[str] | None = None) -> Factory:
+class InFlight:
+    """Counts the connector's requests on their way at once (its peak)."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def sent(self, _request: httpx.Request) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def answered(self, _response: httpx.Response) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def checked_factory(
+    exchanges: list[str] | None = None, in_flight: InFlight | None = None
+) -> Factory:
     """Builds the connector with a client that contract-checks every exchange."""
 
     def check(response: httpx.Response) -> None:
+        if in_flight is not None:
+            in_flight.answered(response)
         response.read()
         validate_exchange(response.request, response)
         if exchanges is not None:
@@ -123,18 +145,29 @@ def checked_factory(exchanges: list[str] | None = None) -> Factory:
             MailchimpConnector.base_url(destination.config, credentials),
             MailchimpConnector.auth_headers(credentials),
             policy,
-            event_hooks={"response": [check]},
+            event_hooks={
+                "request": [in_flight.sent] if in_flight is not None else [],
+                "response": [check],
+            },
         )
         return MailchimpConnector(destination.config, credentials, policy, client=client)
 
     return factory
 
 
-def run(ws: WorkspaceClient, sync_id: str, factory: Factory | None = None) -> dict[str, Any]:
+def run(
+    ws: WorkspaceClient,
+    sync_id: str,
+    factory: Factory | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
     with session_scope() as session:
         run_id = create_run(session, session.get_one(AudienceSync, sync_id), "api").id
     execute_run(
-        run_id, get_settings(), get_sessionmaker(), connector_factory=factory or checked_factory()
+        run_id,
+        settings or get_settings(),
+        get_sessionmaker(),
+        connector_factory=factory or checked_factory(),
     )
     result: dict[str, Any] = ws.get(f"/audience-syncs/{sync_id}/runs/{run_id}").json()
     return result
@@ -192,6 +225,29 @@ def test_mirror_runs_add_update_and_archive_members(
     assert third["status"] == "succeeded"
     assert third["destination_requests"] == 0, "an unchanged audience makes no call"
     assert {"GET 200", "POST 200", "POST 204", "DELETE 204"} <= set(exchanges), exchanges
+
+
+@pytest.mark.parametrize("connections", [None, 3])
+def test_a_run_sends_batches_in_parallel_up_to_the_connection_limit(
+    ws: WorkspaceClient, mailchimp: EmulatorServer, connections: int | None
+) -> None:
+    """Mailchimp limits connections, not requests per second: a run keeps several batches on
+    their way at once, never more than the account's 10 or the destination's own cap."""
+    load(ws.id, people(120))
+    config = {"max_connections": connections} if connections else {}
+    sync_id, list_id = mailchimp_sync(ws, mailchimp.url, "upsert", **config)
+    admin(mailchimp.url, "POST", "/config", json={"latency": 0.3})
+    in_flight = InFlight()
+    settings = get_settings().model_copy(update={"batch_size": 10})
+
+    result = run(ws, sync_id, checked_factory(in_flight=in_flight), settings)
+
+    assert result["status"] == "succeeded", result
+    assert (result["added"], result["failed"]) == (120, 0)
+    assert result["delivery_paths"] == {"bulk": 120}
+    assert in_flight.peak == (connections or 10), "12 batches of 10 went side by side"
+    assert admin(mailchimp.url, "GET", "/stats")["rate_limited"] == 0
+    assert set(members(mailchimp.url, list_id)) == {f"user{i:04d}@example.com" for i in range(120)}
 
 
 def test_a_few_records_go_one_put_each(ws: WorkspaceClient, mailchimp: EmulatorServer) -> None:
