@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import select, update
 
 from shared.db.models import SyncRun, SyncState
 from shared.db.session import session_scope
-from tests.conftest import Processes, WorkspaceClient, wait_until
+from shared.events import EventSettings
+from tests.conftest import REDIS_URL, TEST_ENV, Processes, WorkspaceClient, wait_until
 from tests.events.conftest import APP, event_sync
 from tests.integration.test_runs import destination_contacts, emulator, people, run_once
 
@@ -230,3 +232,22 @@ def test_bulk_sync_resends_every_member_with_progress(
             select(SyncState.payload_hash).where(SyncState.sync_id == sync["id"])
         ).scalars()
         assert all(hashes)
+
+
+def test_a_burst_of_events_queues_a_few_tasks_and_every_event_arrives(
+    ws: WorkspaceClient, resend: Any, processes: Processes
+) -> None:
+    """A task not yet started sees every event committed before it claims, so a burst rings
+    the doorbell only until ``queued_tasks`` are waiting; the worker then takes them all."""
+    event_sync(ws, resend.url)
+    broker = redis.Redis.from_url(REDIS_URL)
+    queue = TEST_ENV["AUDIENCESYNC_QUEUE"]
+    before = broker.llen(queue)
+    emails = [f"burst{i}@example.com" for i in range(30)]
+    for email in emails:
+        post(ws, "signup", {"email": email, "app": APP})
+    assert broker.llen(queue) - before == EventSettings().queued_tasks
+
+    processes.worker()
+    assert wait_until(lambda: set(emails) <= set(destination_contacts(resend.url)))
+    assert wait_until(lambda: not broker.get(f"audiencesync:events:doorbell:{ws.id}"))
