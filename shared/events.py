@@ -88,6 +88,13 @@ class EventSettings(BaseSettings):
     republish_after_seconds: float = 3.0
     sweep_interval_seconds: float = 2.0
     recheck_seconds: float = 1.0
+    # Tasks per workspace queued and not started before the API stops publishing more (about
+    # one per worker process: more would only claim nothing).
+    queued_tasks: int = 2
+    # A contact whose processing raises is tried again after retry_initial_seconds, doubling,
+    # and its events fail (status ``failed``, with the error) after max_attempts.
+    max_attempts: int = 5
+    retry_initial_seconds: float = 2.0
 
 
 class EventError(ValueError):
@@ -429,7 +436,9 @@ def process_events(
         if not emails:
             return total
         try:
-            _process_batch(sessions, settings, workspace_id, emails, connector_for, total)
+            _process_isolating(
+                sessions, settings, workspace_id, emails, connector_for, total, event_settings
+            )
         finally:
             with sessions.begin() as session:
                 session.execute(
@@ -438,6 +447,71 @@ def process_events(
                         ContactEventLease.token == token,
                     )
                 )
+
+
+def _process_isolating(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    workspace_id: str,
+    emails: list[str],
+    connector_for: Callable[[Destination, Settings], Connector],
+    total: ProcessResult,
+    event_settings: EventSettings,
+) -> None:
+    """Process a leased batch; if it raises, each contact alone, so that one contact whose
+    events cannot be processed (a bug, a value the database refuses) holds back only itself.
+    That contact is tried again with backoff, then its events fail with the error after
+    ``max_attempts``. Pushing again is safe: what a sync already has is planned unchanged."""
+    try:
+        _process_batch(sessions, settings, workspace_id, emails, connector_for, total)
+        return
+    except Exception as exc:
+        if len(emails) == 1:
+            _give_back(sessions, workspace_id, emails, exc, event_settings)
+            return
+    for email in emails:
+        try:
+            _process_batch(sessions, settings, workspace_id, [email], connector_for, total)
+        except Exception as exc:
+            _give_back(sessions, workspace_id, [email], exc, event_settings)
+
+
+def _give_back(
+    sessions: sessionmaker[Session],
+    workspace_id: str,
+    emails: list[str],
+    exc: Exception,
+    event_settings: EventSettings,
+) -> None:
+    """Count a failed attempt on the contact's due events: later with backoff, or failed."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    now = utcnow()
+    with sessions.begin() as session:
+        events = list(
+            session.execute(
+                select(ContactEvent).where(
+                    ContactEvent.workspace_id == workspace_id,
+                    ContactEvent.email.in_(emails),
+                    ContactEvent.status == "pending",
+                    or_(ContactEvent.not_before.is_(None), ContactEvent.not_before <= now),
+                )
+            ).scalars()
+        )
+        for event in events:
+            event.attempts += 1
+            event.error = error
+            if event.attempts >= event_settings.max_attempts:
+                event.status, event.processed_at = "failed", now
+            else:
+                backoff = event_settings.retry_initial_seconds * 2 ** (event.attempts - 1)
+                event.not_before = now + timedelta(seconds=min(backoff, 300.0))
+                event.published_at = None
+    failed = sum(1 for event in events if event.status == "failed")
+    logger.warning(
+        "events.gave_back",
+        exc_info=exc,
+        extra={"fields": {"contacts": len(emails), "events": len(events), "failed": failed}},
+    )
 
 
 def _process_batch(

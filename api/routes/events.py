@@ -96,7 +96,9 @@ class EventOut(BaseModel):
     kind: str
     email: str
     app: str | None
-    status: str
+    status: str = Field(description="pending, done, or failed after repeated errors")
+    attempts: int
+    error: str = Field(description="the last error while processing it, if any")
     created_at: datetime
     processed_at: datetime | None
 
