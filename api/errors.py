@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,17 @@ def install_error_handlers(app: FastAPI) -> None:
             for item in details
         )
         return JSONResponse(error_body("validation_error", summary, details), 422)
+
+    @app.exception_handler(DataError)
+    async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL's text cannot hold NUL: such input is refused as bad input, not a fault
+        # (the transaction rolled back, so nothing changed). SQLite would have stored it.
+        untranslatable = getattr(exc.orig, "sqlstate", None) == "22P05"  # \u0000 in JSON
+        if untranslatable or "NUL (0x00)" in str(exc.orig):
+            message = "text may not contain NUL characters (\\u0000)"
+            return JSONResponse(error_body("validation_error", message), 422)
+        logger.error("api.data_error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "internal server error"), 500)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -120,3 +120,22 @@ def test_forged_expired_or_misused_tokens_change_nothing(
         assert "text/html" in response.headers["content-type"]
     assert contact_properties(two_apps.id) == before
     assert event_count(two_apps.id) == events
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": ADA, "first_name": "A\u0000da"},
+        {"email": ADA, "properties": {"plan": "pro\u0000"}},
+        {"email": ADA, "properties": {"pl\u0000an": "pro"}},
+    ],
+)
+def test_nul_characters_are_bad_input_not_a_fault(db: str, ws: WorkspaceClient, body: Any) -> None:
+    """PostgreSQL's text cannot hold NUL: a 422 there, with nothing changed (SQLite stores it)."""
+    response = ws.post("/events/signup", json=body)
+    if db.startswith("sqlite"):
+        assert response.status_code == 202, response.text
+        return
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["error"]["message"]
+    assert event_count(ws.id) == 0 and contact_properties(ws.id) is None
