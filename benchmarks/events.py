@@ -6,7 +6,8 @@ Run from the repository root (see ``benchmarks/README.md``)::
     python benchmarks/events.py --rate 100 --seconds 20 --destination-rate 50
 
 What it does: creates a fresh PostgreSQL database (from ``--database-url``), starts the API
-(uvicorn, ``audiencesync api``), ``--workers`` worker processes (concurrency 1 each) and beat,
+(uvicorn, ``audiencesync api --workers``, ``--api-workers`` processes), ``--workers`` worker
+processes (concurrency 1 each) and beat,
 on a queue of its own on ``--redis-url``, and a Resend emulator in this process allowing
 ``--destination-rate`` requests/s (the destination's ``config.rate_limit`` says the same). A
 mirror sync of everyone who signed up for the app, event-triggered, with seed 001's mapping.
@@ -69,6 +70,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="signup events per second")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--api-workers", type=int, default=2, help="API processes (uvicorn)")
     parser.add_argument("--destination-rate", type=float, default=2000.0)
     parser.add_argument("--senders", type=int, default=16, help="sender threads")
     parser.add_argument(
@@ -78,6 +80,7 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()
     data_dir = tempfile.mkdtemp(prefix="audiencesync-bench-events-")
     os.environ.update(
         {
@@ -132,7 +135,7 @@ def main() -> int:
         start(
             "emulate", "resend", "--port", str(emulator_port), "--rate", str(args.destination_rate)
         )
-        start("api", "--port", str(port))
+        start("api", "--port", str(port), "--workers", str(args.api_workers))
         for _ in range(args.workers):
             start("worker", "--concurrency", "1")
         start("beat")
@@ -230,9 +233,14 @@ def main() -> int:
         stats = httpx.get(f"{emulator_url}/_emulator/stats").json()
         result = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_average_at_start": [round(x, 2) for x in load_at_start],
+            },
             "database": "postgresql",
             "workers": args.workers,
+            "api_workers": args.api_workers,
             "target_rate_per_s": args.rate,
             "seconds": args.seconds,
             "destination_rate_per_s": args.destination_rate,

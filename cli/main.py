@@ -64,12 +64,21 @@ def workspaces_create(name: str) -> None:
 def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="API_WORKERS",
+            help="API processes sharing the port. One process answers a few hundred events/s; "
+            "more use more cores.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
     _prepare(with_broker=True)
-    uvicorn.run("api.app:app", host=host, port=port, log_config=None)
+    uvicorn.run("api.app:app", host=host, port=port, workers=workers, log_config=None)
 
 
 @app.command()
