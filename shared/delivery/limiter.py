@@ -39,19 +39,22 @@ from shared.logs import log_event
 
 logger = logging.getLogger(__name__)
 
-# GCRA: KEYS[1] = theoretical arrival time (ms); ARGV = interval ms, burst.
-# Returns 0 when admitted, else the milliseconds to wait.
-_GCRA = """
+# One turn: KEYS[1] = blocked-until (ms), KEYS[2] = GCRA theoretical arrival time (ms);
+# ARGV = interval ms, burst. Returns 0 when admitted, else the milliseconds to wait: what is
+# left of a block the service asked for, or the GCRA's spacing. One round trip per request.
+_TURN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = tonumber(redis.call('GET', KEYS[1]) or 0)
+if blocked > now then return blocked - now end
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+local tat = tonumber(redis.call('GET', KEYS[2]) or now)
 if tat < now then tat = now end
 local allow_at = tat - interval * burst
 if now < allow_at then return allow_at - now end
 local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now + interval * (burst + 1)))
+redis.call('SET', KEYS[2], new_tat, 'PX', math.ceil(new_tat - now + interval * (burst + 1)))
 return 0
 """
 
@@ -68,18 +71,13 @@ end
 return 0
 """
 
-# Blocked-until: KEYS[1]; ARGV[1] = ms to block. Returns ms left of an existing block, or 0.
+# Block: KEYS[1] = blocked-until; ARGV[1] = ms to block (never shortens a longer block).
 _BLOCK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local wait = tonumber(ARGV[1])
-if wait > 0 then
-  local current = tonumber(redis.call('GET', KEYS[1]) or 0)
-  if now + wait > current then redis.call('SET', KEYS[1], now + wait, 'PX', wait) end
-  return 0
-end
 local current = tonumber(redis.call('GET', KEYS[1]) or 0)
-if current > now then return current - now end
+if now + wait > current then redis.call('SET', KEYS[1], now + wait, 'PX', wait) end
 return 0
 """
 
@@ -152,7 +150,7 @@ class AccountLimiter:
         self.concurrency = concurrency
         self.slot_ttl_ms = int(slot_ttl_seconds * 1000)
         self.sleep = sleep
-        self._gcra = self.client.register_script(_GCRA)
+        self._turn_script = self.client.register_script(_TURN)
         self._acquire_slot = self.client.register_script(_ACQUIRE_SLOT)
         self._block = self.client.register_script(_BLOCK)
         self._disabled = False
@@ -164,7 +162,6 @@ class AccountLimiter:
         if self._disabled:
             return Admission(bucket.name)
         try:
-            self._wait_until_unblocked(bucket)
             slot = self._take_slot() if self.concurrency else None
             try:
                 while (wait_ms := self._turn(bucket)) > 0:
@@ -205,13 +202,8 @@ class AccountLimiter:
         return f"{self.key}:route:{hashlib.sha1(bucket.encode()).hexdigest()[:12]}:{what}"
 
     def _turn(self, bucket: _Bucket) -> int:
-        gcra = self._key(bucket.name, "gcra")
-        return int(self._gcra(keys=[gcra], args=[bucket.interval_ms, bucket.burst]))
-
-    def _wait_until_unblocked(self, bucket: _Bucket) -> None:
-        blocked = self._key(bucket.name, "blocked")
-        while (left_ms := int(self._block(keys=[blocked], args=[0]))) > 0:
-            self._pause(left_ms / 1000)
+        keys = [self._key(bucket.name, "blocked"), self._key(bucket.name, "gcra")]
+        return int(self._turn_script(keys=keys, args=[bucket.interval_ms, bucket.burst]))
 
     def _take_slot(self) -> str:
         slot = uuid.uuid4().hex
