@@ -27,6 +27,13 @@ class Settings(BaseSettings):
         "generated once and kept in the data directory (file mode 0600).",
     )
 
+    db_pool_size: int = Field(
+        default=20,
+        description="PostgreSQL connections each process keeps open. The API serves up to 40 "
+        "requests at once per process; connections beyond the pool are opened and closed per "
+        "request, which costs PostgreSQL a process start each time.",
+    )
+
     # Run execution
     batch_size: int | None = Field(
         default=None, description="cap on records per destination call (default: the connector's)"

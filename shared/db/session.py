@@ -22,6 +22,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    kwargs.setdefault("pool_size", get_settings().db_pool_size)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
