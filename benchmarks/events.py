@@ -72,7 +72,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--api-workers", type=int, default=2, help="API processes (uvicorn)")
     parser.add_argument("--destination-rate", type=float, default=2000.0)
-    parser.add_argument("--senders", type=int, default=16, help="sender threads")
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=64,
+        help="sender threads; 200 events/s at 0.1-0.3 s per answer needs 20-60 in flight",
+    )
     parser.add_argument(
         "--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
