@@ -4,6 +4,8 @@ Run from the repository root (see ``benchmarks/README.md``)::
 
     python benchmarks/events.py                      # 200 events/s for 60 s, 2 worker processes
     python benchmarks/events.py --rate 100 --seconds 20 --destination-rate 50
+    python benchmarks/events.py --seconds 30 --destination-rate 50 \\
+        --output benchmarks/results/events-destination-limited.json   # they queue and drain
 
 What it does: creates a fresh PostgreSQL database (from ``--database-url``), starts the API
 (uvicorn, ``audiencesync api --workers``, ``--api-workers`` processes), ``--workers`` worker
@@ -82,6 +84,7 @@ def main() -> int:
         "--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the figures go")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     args = parser.parse_args()
 
@@ -282,8 +285,8 @@ def main() -> int:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result and not result["lost"] else 1
 
 
