@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -26,7 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.config import Settings
-from shared.db.models import AudienceSync, RunError, SyncRun, SyncState
+from shared.db.event_models import ContactAudit
+from shared.db.models import Audience, AudienceSync, RunError, Source, SyncRun, SyncState
 from shared.db.types import utcnow
 from shared.delivery.connector import (
     BatchRejected,
@@ -69,6 +71,7 @@ class BatchResult:
     state_failures: list[dict[str, Any]] = field(default_factory=list)
     state_deletes: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    audits: list[dict[str, Any]] = field(default_factory=list)
 
 
 def execute_run(
@@ -133,6 +136,8 @@ class _Delivery:
         self.batch_size = max(1, min(cap, connector.batch_size))
         self.requests_seen = 0
         self._record_lock = threading.Lock()
+        # Contacts of the contact store get an audit row per operation, as event pushes do.
+        self.audit_contacts = _reads_contact_store(sessions, sync)
         self.allow_mass_removal = run.allow_mass_removal
         self.earlier_paths = dict(run.delivery_paths or {})  # from deliveries before a crash
         self.max_removal_share = float(
@@ -309,11 +314,14 @@ class _Delivery:
 
     def _result(self, batch: Sequence[Change], outcomes: dict[str, Outcome]) -> BatchResult:
         result = BatchResult()
+        now = utcnow()
         for change in batch:
             outcome = outcomes.get(change.key) or Outcome(
                 change.key, False, error="the destination gave no answer for this record"
             )
             result.counts["processed"] += 1
+            if self.audit_contacts:
+                result.audits.append(self._audit_row(change, outcome, now))
             if outcome.ok:
                 if change.op is Op.REMOVE:
                     result.state_deletes.append(change.key)
@@ -349,6 +357,21 @@ class _Delivery:
             )
         return result
 
+    def _audit_row(self, change: Change, outcome: Outcome, now: datetime) -> dict[str, Any]:
+        return {
+            "workspace_id": self.sync.workspace_id,
+            "email": change.key,
+            "operation": str(change.op),
+            "target": self.connector.type,
+            "sync_id": self.sync.id,
+            "destination_id": self.sync.destination_id,
+            "run_id": self.claim.run_id,
+            "result": "ok" if outcome.ok else "failed",
+            "status_code": outcome.status_code,
+            "message": outcome.error,
+            "created_at": now,
+        }
+
     def _delivered_row(self, change: Change, ref: str | None) -> dict[str, Any]:
         return {
             "sync_id": self.sync.id,
@@ -382,6 +405,8 @@ class _Delivery:
                 )
             if result.errors:
                 session.execute(insert(RunError), result.errors)
+            if result.audits:
+                session.execute(insert(ContactAudit), result.audits)
             values: dict[str, Any] = {
                 name: getattr(SyncRun, name) + counts[name]
                 for name in ("processed", "added", "updated", "removed", "unchanged", "failed")
@@ -408,6 +433,14 @@ class _Delivery:
         self.requests_seen = requests
         if owned.rowcount != 1:  # type: ignore[attr-defined]
             raise LostOwnership(self.claim.run_id)
+
+
+def _reads_contact_store(sessions: sessionmaker[Session], sync: AudienceSync) -> bool:
+    with sessions() as session:
+        audience = session.get_one(Audience, sync.audience_id)
+        if audience.source_id is None:
+            return True
+        return session.get_one(Source, audience.source_id).kind == "contacts"
 
 
 class _InFlight:

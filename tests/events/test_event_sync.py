@@ -251,3 +251,19 @@ def test_a_burst_of_events_queues_a_few_tasks_and_every_event_arrives(
     processes.worker()
     assert wait_until(lambda: set(emails) <= set(destination_contacts(resend.url)))
     assert wait_until(lambda: not broker.get(f"audiencesync:events:doorbell:{ws.id}"))
+
+
+def test_a_full_run_leaves_an_audit_row_per_contact_it_touched(
+    ws: WorkspaceClient, resend: Any, worker: Processes
+) -> None:
+    sync = event_sync(ws, resend.url, event_triggered=False)  # only runs deliver here
+    for email in (ADA, "bob@example.com"):
+        post(ws, "signup", {"email": email, "app": APP})
+    run = run_once(ws, sync["id"])
+    assert (run["status"], run["added"]) == ("succeeded", 2), run
+
+    for email in (ADA, "bob@example.com"):
+        items = ws.get(f"/contacts/{email}/audit").json()["items"]
+        [row] = [item for item in items if item["run_id"] == run["id"]]
+        assert (row["operation"], row["result"], row["target"]) == ("add", "ok", "resend")
+        assert row["sync_id"] == sync["id"] and row["event_id"] is None
