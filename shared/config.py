@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     scheduler_grace_seconds: float = 60.0
     scheduler_lock_seconds: float = 10.0
     run_retention_days: float = 90.0
+    audit_retention_days: float = Field(
+        default=365.0, description="contact audit rows are kept this long (erasures forever)"
+    )
     stuck_run_seconds: float = 900.0
 
     # Deletion guard (per-sync overrides in the sync's config: max_removal_share, removal_guard_min)

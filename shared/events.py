@@ -705,3 +705,14 @@ def prune_events(session: Session, older_than: timedelta) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def prune_audit(session: Session, older_than: timedelta) -> int:
+    """Delete audit rows past the retention, except erasures: the record that a contact was
+    erased on request is kept as long as the workspace."""
+    result = session.execute(
+        delete(ContactAudit)
+        .where(ContactAudit.operation != "erase", ContactAudit.created_at < utcnow() - older_than)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from shared.config import get_settings
 from shared.db.session import get_sessionmaker
-from shared.events import prune_events
+from shared.events import prune_audit, prune_events
 from shared.execution import execute_run
 from shared.runs import fail_stuck_runs, prune_runs, runs_to_publish
 from worker.app import celery_app
@@ -34,10 +34,17 @@ def sweep_runs() -> list[str]:
 
 @celery_app.task(name="audiencesync.housekeeping")
 def housekeeping() -> dict[str, int]:
-    """Prune runs and processed events past the retention; fail runs whose worker is gone."""
+    """Prune runs, processed events and audit rows past their retention; fail runs whose
+    worker is gone."""
     settings = get_settings()
     with get_sessionmaker().begin() as session:
         pruned = prune_runs(session, timedelta(days=settings.run_retention_days))
         stuck = fail_stuck_runs(session, timedelta(seconds=settings.stuck_run_seconds))
         events = prune_events(session, timedelta(days=settings.run_retention_days))
-    return {"pruned": pruned, "failed_stuck": len(stuck), "pruned_events": events}
+        audit = prune_audit(session, timedelta(days=settings.audit_retention_days))
+    return {
+        "pruned": pruned,
+        "failed_stuck": len(stuck),
+        "pruned_events": events,
+        "pruned_audit": audit,
+    }

@@ -7,9 +7,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from shared.db.event_models import ContactAudit
 from shared.db.models import AudienceSync, RunError, SyncRun
 from shared.db.session import session_scope
 from shared.db.types import utcnow
+from shared.events import prune_audit
 from shared.runs import create_run, fail_stuck_runs, prune_runs
 from shared.schedules import fire_due
 from tests.conftest import WorkspaceClient, make_sync
@@ -145,3 +147,23 @@ def test_housekeeping_prunes_old_runs_and_fails_stuck_ones(ws: WorkspaceClient) 
         stuck = session.get_one(SyncRun, recent_id)
         assert stuck.status == "failed" and "worker lost" in stuck.error
     assert ws.post(f"/audience-syncs/{sync_id}/trigger").status_code == 201
+
+
+def test_housekeeping_prunes_old_audit_rows_but_keeps_erasures(ws: WorkspaceClient) -> None:
+    long_ago = utcnow() - timedelta(days=400)
+    with session_scope() as session:
+        for operation, created_at in (("add", long_ago), ("erase", long_ago), ("add", utcnow())):
+            session.add(
+                ContactAudit(
+                    workspace_id=ws.id,
+                    email="ada@example.com",
+                    operation=operation,
+                    target="resend",
+                    result="ok",
+                    created_at=created_at,
+                )
+            )
+    with session_scope() as session:
+        assert prune_audit(session, timedelta(days=365)) == 1
+    items = ws.get("/contacts/ada@example.com/audit").json()["items"]
+    assert sorted(item["operation"] for item in items) == ["add", "erase"]
