@@ -476,6 +476,22 @@ def _process_isolating(
             _give_back(sessions, workspace_id, [email], exc, event_settings)
 
 
+def _due_events(
+    session: Session, workspace_id: str, emails: list[str], now: datetime
+) -> list[ContactEvent]:
+    """The pending events of these contacts that are due now."""
+    return list(
+        session.execute(
+            select(ContactEvent).where(
+                ContactEvent.workspace_id == workspace_id,
+                ContactEvent.email.in_(emails),
+                ContactEvent.status == "pending",
+                or_(ContactEvent.not_before.is_(None), ContactEvent.not_before <= now),
+            )
+        ).scalars()
+    )
+
+
 def _give_back(
     sessions: sessionmaker[Session],
     workspace_id: str,
@@ -487,16 +503,7 @@ def _give_back(
     error = f"{type(exc).__name__}: {exc}"[:2000]
     now = utcnow()
     with sessions.begin() as session:
-        events = list(
-            session.execute(
-                select(ContactEvent).where(
-                    ContactEvent.workspace_id == workspace_id,
-                    ContactEvent.email.in_(emails),
-                    ContactEvent.status == "pending",
-                    or_(ContactEvent.not_before.is_(None), ContactEvent.not_before <= now),
-                )
-            ).scalars()
-        )
+        events = _due_events(session, workspace_id, emails, now)
         for event in events:
             event.attempts += 1
             event.error = error
@@ -524,16 +531,7 @@ def _process_batch(
 ) -> None:
     now = utcnow()
     with sessions() as session:
-        events = list(
-            session.execute(
-                select(ContactEvent).where(
-                    ContactEvent.workspace_id == workspace_id,
-                    ContactEvent.email.in_(emails),
-                    ContactEvent.status == "pending",
-                    or_(ContactEvent.not_before.is_(None), ContactEvent.not_before <= now),
-                )
-            ).scalars()
-        )
+        events = _due_events(session, workspace_id, emails, now)
         existing = set(
             session.execute(
                 select(Contact.email).where(
