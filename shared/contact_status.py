@@ -48,7 +48,7 @@ def _pending_since(session: Session, workspace_id: str, emails: list[str]) -> di
         )
         .group_by(ContactEvent.email)
     )
-    return dict(rows.tuples().all())
+    return {email: since for email, since in rows}
 
 
 def _status(row: SyncState | None, pending_since: datetime | None, event_sync: bool) -> str:

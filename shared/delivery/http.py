@@ -25,7 +25,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from shared.config import Settings
@@ -95,9 +96,11 @@ class DeliveryClient:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_attempts),
-            wait=wait_exponential_jitter(
-                initial=self.policy.backoff_initial, max=self.policy.backoff_max
-            ),
+            # Exponential from backoff_initial, capped, plus up to a second of jitter.
+            wait=wait_exponential(
+                multiplier=self.policy.backoff_initial, max=self.policy.backoff_max
+            )
+            + wait_random(0, min(1.0, self.policy.backoff_max)),
             retry=retry_if_exception_type(_Transient),
             sleep=self.sleep,
             reraise=False,
