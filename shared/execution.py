@@ -465,6 +465,7 @@ class _InFlight:
         if self._pool is None:
             send(*args)
             return
+        self._settle({future for future in self._pending if future.done()})
         if len(self._pending) >= self.width:
             self._settle(wait(self._pending, return_when=FIRST_COMPLETED).done)
         self._pending.add(self._pool.submit(send, *args))

@@ -318,6 +318,28 @@ def test_5xx_for_a_while_loses_nothing(ws: WorkspaceClient, mailchimp: EmulatorS
     assert admin(mailchimp.url, "GET", "/stats")["faulted"] == 6
 
 
+def test_a_parallel_run_whose_batches_keep_failing_stops_and_loses_nothing(
+    ws: WorkspaceClient, mailchimp: EmulatorServer
+) -> None:
+    """Batches on their way when one gives up finish and are recorded; no new one starts; the
+    run fails with the reason, and the next run delivers everyone."""
+    load(ws.id, people(120))
+    sync_id, list_id = mailchimp_sync(ws, mailchimp.url, "upsert", max_connections=3)
+    admin(mailchimp.url, "POST", "/faults", json={"status": 500, "route": BATCH_ROUTE})
+    settings = get_settings().model_copy(update={"batch_size": 10})
+
+    failed = run(ws, sync_id, settings=settings)
+    assert failed["status"] == "failed" and "destination unavailable" in failed["error"], failed
+    assert failed["added"] == 0 and 0 < failed["failed"] < 120, "no batch after the failure"
+    assert failed["failed"] % 10 == 0, "whole batches, each recorded with its reason"
+    assert members(mailchimp.url, list_id) == {}
+
+    admin(mailchimp.url, "DELETE", "/faults")
+    again = run(ws, sync_id, settings=settings)
+    assert (again["status"], again["added"], again["failed"]) == ("succeeded", 120, 0), again
+    assert len(members(mailchimp.url, list_id)) == 120
+
+
 def test_permanent_delete_erases_members(ws: WorkspaceClient, mailchimp: EmulatorServer) -> None:
     load(ws.id, people(4))
     sync_id, list_id = mailchimp_sync(ws, mailchimp.url, "mirror", permanent_delete=True)
