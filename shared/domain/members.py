@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -191,12 +191,12 @@ class TableSource:
             .order_by(self._sorted_key())
             .execution_options(yield_per=self.chunk_size, stream_results=True)
         )
-        for row in self.session.execute(statement).mappings():
-            yield Member(row["__key"], self.to_row(row))
+        for row in self._stream(statement):
+            yield Member(str(row["__key"]), self.to_row(row))
 
     def count(self, rules: Mapping[str, Any] | None) -> int:
         statement = select(func.count()).select_from(self.rows_from()).where(self.where(rules))
-        return int(self.session.execute(statement).scalar_one())
+        return int(self._scalar(statement))
 
     def search_condition(self, term: str) -> ColumnElement[bool]:
         """Case-insensitive substring search over email, phone and name columns present."""
@@ -228,16 +228,54 @@ class TableSource:
         if after is not None:
             where = where & (self._sorted_key() > decode_cursor(after))
         statement = self._select().where(where).order_by(self._sorted_key()).limit(first + 1)
-        rows = list(self.session.execute(statement).mappings())
-        members = [Member(row["__key"], self.to_row(row)) for row in rows[:first]]
+        rows = self._fetch(statement)
+        members = [Member(str(row["__key"]), self.to_row(row)) for row in rows[:first]]
         has_next = len(rows) > first
         cursor = encode_cursor(members[-1].key) if members else None
         return MemberPage(members, cursor, has_next)
 
+    # Running statements (on our session; a source elsewhere runs them on its own engine) ---------
+    def _stream(self, statement: Any) -> Iterable[Mapping[Any, Any]]:
+        return self.session.execute(statement).mappings()
 
-class ContactStoreSource(TableSource):
+    def _fetch(self, statement: Any) -> list[Mapping[Any, Any]]:
+        return list(self.session.execute(statement).mappings())
+
+    def _scalar(self, statement: Any) -> Any:
+        return self.session.execute(statement).scalar_one()
+
+
+class OwnTableSource(TableSource):
+    """A table of ours: ``model``'s columns, keyed by ``key_column``, with its ``properties``
+    JSON column as ``metadata.<key>``; a subclass says which rows are its own (``scope``)."""
+
+    model: ClassVar[Any]
+    key_column: ClassVar[str]
+    COLUMNS: ClassVar[dict[str, FieldType]]
+
+    def rows_from(self) -> FromClause:
+        table: FromClause = self.model.__table__
+        return table
+
+    def key(self) -> ColumnElement[Any]:
+        column: ColumnElement[Any] = self.model.__table__.c[self.key_column]
+        return column
+
+    def columns(self) -> dict[str, tuple[ColumnElement[Any], FieldType]]:
+        return {name: (getattr(self.model, name), kind) for name, kind in self.COLUMNS.items()}
+
+    def json_columns(self) -> dict[str, ColumnElement[Any]]:
+        return {"properties": self.model.__table__.c.properties}
+
+    def metadata_column(self) -> str | None:
+        return "properties"
+
+
+class ContactStoreSource(OwnTableSource):
     """The workspace's built-in contact store; the member key is the lower-cased email."""
 
+    model = Contact
+    key_column = "email"
     COLUMNS: ClassVar[dict[str, FieldType]] = {
         "email": "string",
         "first_name": "string",
@@ -254,29 +292,16 @@ class ContactStoreSource(TableSource):
         self.workspace_id = workspace_id
         self.chunk_size = chunk_size
 
-    def rows_from(self) -> FromClause:
-        return Contact.__table__
-
-    def key(self) -> ColumnElement[Any]:
-        return Contact.__table__.c.email
-
-    def columns(self) -> dict[str, tuple[ColumnElement[Any], FieldType]]:
-        return {name: (getattr(Contact, name), kind) for name, kind in self.COLUMNS.items()}
-
-    def json_columns(self) -> dict[str, ColumnElement[Any]]:
-        return {"properties": Contact.__table__.c.properties}
-
-    def metadata_column(self) -> str | None:
-        return "properties"
-
     def scope(self) -> ColumnElement[bool] | None:
         return Contact.workspace_id == self.workspace_id
 
 
-class StaticListSource(TableSource):
+class StaticListSource(OwnTableSource):
     """A static list's own rows (filled by CSV import or the API); the key is the lower-cased
     email. Rules, when the list has any, filter within the list."""
 
+    model = StaticMember
+    key_column = "member_key"
     COLUMNS: ClassVar[dict[str, FieldType]] = {
         "email": "string",
         "first_name": "string",
@@ -290,21 +315,6 @@ class StaticListSource(TableSource):
     def __init__(self, session: Session, audience_id: str) -> None:
         super().__init__(session)
         self.audience_id = audience_id
-
-    def rows_from(self) -> FromClause:
-        return StaticMember.__table__
-
-    def key(self) -> ColumnElement[Any]:
-        return StaticMember.__table__.c.member_key
-
-    def columns(self) -> dict[str, tuple[ColumnElement[Any], FieldType]]:
-        return {name: (getattr(StaticMember, name), kind) for name, kind in self.COLUMNS.items()}
-
-    def json_columns(self) -> dict[str, ColumnElement[Any]]:
-        return {"properties": StaticMember.__table__.c.properties}
-
-    def metadata_column(self) -> str | None:
-        return "properties"
 
     def scope(self) -> ColumnElement[bool] | None:
         return StaticMember.audience_id == self.audience_id
@@ -364,45 +374,14 @@ class SqlSource(TableSource):
             out[name] = value
         return out
 
-    def _run(self, statement: Any) -> Any:
-        return self.relation.execute(statement)
+    def _stream(self, statement: Any) -> Iterable[Mapping[Any, Any]]:
+        return self.relation.stream(statement)
 
-    def iter_members(
-        self, rules: Mapping[str, Any] | None, keys: Sequence[str] | None = None
-    ) -> Iterator[Member]:
-        where = self.where(rules)
-        if keys is not None:
-            where = where & self.key().in_(list(keys))
-        statement = (
-            self._select()
-            .where(where)
-            .order_by(self._sorted_key())
-            .execution_options(yield_per=self.chunk_size, stream_results=True)
-        )
-        for row in self.relation.stream(statement):
-            yield Member(str(row["__key"]), self.to_row(row))
+    def _fetch(self, statement: Any) -> list[Mapping[Any, Any]]:
+        return self.relation.fetch(statement)
 
-    def count(self, rules: Mapping[str, Any] | None) -> int:
-        statement = select(func.count()).select_from(self.rows_from()).where(self.where(rules))
-        return int(self.relation.scalar(statement))
-
-    def page(
-        self,
-        rules: Mapping[str, Any] | None,
-        first: int,
-        after: str | None = None,
-        search: str | None = None,
-    ) -> MemberPage:
-        where = self.where(rules)
-        if search:
-            where = where & self.search_condition(search)
-        if after is not None:
-            where = where & (self._sorted_key() > decode_cursor(after))
-        statement = self._select().where(where).order_by(self._sorted_key()).limit(first + 1)
-        rows = self.relation.fetch(statement)
-        members = [Member(str(row["__key"]), self.to_row(row)) for row in rows[:first]]
-        cursor = encode_cursor(members[-1].key) if members else None
-        return MemberPage(members, cursor, len(rows) > first)
+    def _scalar(self, statement: Any) -> Any:
+        return self.relation.scalar(statement)
 
 
 def _same_column(column: ColumnElement[Any], _wanted: FieldType) -> ColumnElement[Any]:
