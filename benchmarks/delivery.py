@@ -612,31 +612,87 @@ def resend_faults(bench: Bench) -> dict[str, Any]:
         }
         held_after = resend_contacts(emu.url)
 
-    bench.delivery_checks("resend faults", run, emails, held)
+    return fault_report(
+        bench,
+        Faults(
+            name="resend faults",
+            what="email created",
+            where="destination",
+            method="request bodies recorded at the emulator: 2xx answers to POST /contacts "
+            "counted per email (the service's confirmation); more than one is a duplicate",
+        ),
+        records=records,
+        emails=emails,
+        run=run,
+        held=held,
+        stats=stats,
+        bursts=bursts,
+        first_exchanges=first_exchanges,
+        confirmed=confirmed,
+        attempts=attempts,
+        second=second,
+        resent=resent,
+        held_after=held_after,
+    )
+
+
+@dataclass(frozen=True)
+class Faults:
+    """How one fault scenario names things in its checks and report."""
+
+    name: str
+    what: str  # "email created", "member written"
+    where: str  # "destination", "list"
+    method: str  # how confirmations were counted
+
+
+def fault_report(
+    bench: Bench,
+    faults: Faults,
+    *,
+    records: int,
+    emails: list[str],
+    run: dict[str, Any],
+    held: set[str],
+    stats: dict[str, Any],
+    bursts: BurstInjector,
+    first_exchanges: list[Exchange],
+    confirmed: Counter[str],
+    attempts: Counter[str],
+    second: dict[str, Any],
+    resent: set[str],
+    held_after: set[str],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The checks every fault scenario makes, and its figures: nothing lost, nothing confirmed
+    twice, faults really on the wire, and a second run that re-sends nothing confirmed."""
+    name = faults.name
+    bench.delivery_checks(name, run, emails, held)
     twice = {email: n for email, n in confirmed.items() if n > 1}
     bench.check(
-        "resend faults: no email created twice after the service confirmed it",
+        f"{name}: no {faults.what} twice after the service confirmed it",
         not twice and sum(confirmed.values()) == run["counters"]["added"],
         f"confirmed more than once: {dict(list(twice.items())[:5])}; "
-        f"2xx creates {sum(confirmed.values())} vs added {run['counters']['added']}",
+        f"confirmed {sum(confirmed.values())} vs added {run['counters']['added']}",
     )
     bench.check(
-        "resend faults: faults really happened (500s and 429s on the wire)",
+        f"{name}: faults really happened (500s and 429s on the wire)",
         stats["faulted"] > 0 and bursts.injected > 0,
         f"faulted={stats['faulted']} bursts={bursts.injected}",
     )
     bench.check(
-        "resend faults: the next run re-sends nothing that was confirmed",
+        f"{name}: the next run re-sends nothing that was confirmed",
         not (resent & run["synced"]) and second["status"] == "succeeded",
         f"re-sent confirmed: {sorted(resent & run['synced'])[:5]}; status {second['status']}",
     )
     bench.check(
-        "resend faults: after the next run the destination holds every record",
+        f"{name}: after the next run the {faults.where} holds every record",
         held_after == set(emails),
         f"{len(set(emails) - held_after)} missing",
     )
     return {
         "records": records,
+        **extra,
         "faults": {
             "random_500": 0.05,
             "bursts_of_429": bursts.injected,
@@ -646,8 +702,7 @@ def resend_faults(bench: Bench) -> dict[str, Any]:
         "run": public_run(run),
         "wire": wire_figures(first_exchanges, records),
         "duplicates": {
-            "method": "request bodies recorded at the emulator: 2xx answers to POST /contacts "
-            "counted per email (the service's confirmation); more than one is a duplicate",
+            "method": faults.method,
             "emails_confirmed_more_than_once": len(twice),
             "max_attempts_for_one_email": max(attempts.values()) if attempts else 0,
             "emails_retried": sum(1 for n in attempts.values() if n > 1),
@@ -842,53 +897,30 @@ def mailchimp_faults(bench: Bench) -> dict[str, Any]:
         }
         held_after = mailchimp_members(emu.url, list_id)
 
-    bench.delivery_checks("mailchimp faults", run, emails, held)
-    twice = {email: n for email, n in confirmed.items() if n > 1}
-    bench.check(
-        "mailchimp faults: no member written twice after the service confirmed it",
-        not twice and sum(confirmed.values()) == run["counters"]["added"],
-        f"confirmed more than once: {dict(list(twice.items())[:5])}; "
-        f"confirmed {sum(confirmed.values())} vs added {run['counters']['added']}",
-    )
-    bench.check(
-        "mailchimp faults: faults really happened (500s and 429s on the wire)",
-        stats["faulted"] > 0 and bursts.injected > 0,
-        f"faulted={stats['faulted']} bursts={bursts.injected}",
-    )
-    bench.check(
-        "mailchimp faults: the next run re-sends nothing that was confirmed",
-        not (resent & run["synced"]) and second["status"] == "succeeded",
-        f"re-sent confirmed: {sorted(resent & run['synced'])[:5]}; status {second['status']}",
-    )
-    bench.check(
-        "mailchimp faults: after the next run the list holds every record",
-        held_after == set(emails),
-        f"{len(set(emails) - held_after)} missing",
-    )
-    return {
-        "records": records,
-        "batch_size": batch,
-        "faults": {
-            "random_500": 0.05,
-            "bursts_of_429": bursts.injected,
-            "burst": BurstInjector.FAULT,
-            "emulator_stats": stats,
-        },
-        "run": public_run(run),
-        "wire": wire_figures(first_exchanges, records),
-        "duplicates": {
-            "method": "request and response bodies recorded at the emulator: each member of a "
+    return fault_report(
+        bench,
+        Faults(
+            name="mailchimp faults",
+            what="member written",
+            where="list",
+            method="request and response bodies recorded at the emulator: each member of a "
             "2xx batch-subscribe answer that is not in its `errors` counts as confirmed, per "
             "email; more than one confirmation is a duplicate",
-            "emails_confirmed_more_than_once": len(twice),
-            "max_attempts_for_one_email": max(attempts.values()) if attempts else 0,
-            "emails_retried": sum(1 for n in attempts.values() if n > 1),
-            "note": "attempts count requests whose body the emulator read; requests failed at "
-            "its gate (injected 500/429) are answered unread and appear only in the wire figures",
-        },
-        "second_run": public_run(second),
-        "second_run_resent_confirmed": len(resent & run["synced"]),
-    }
+        ),
+        records=records,
+        emails=emails,
+        run=run,
+        held=held,
+        stats=stats,
+        bursts=bursts,
+        first_exchanges=first_exchanges,
+        confirmed=confirmed,
+        attempts=attempts,
+        second=second,
+        resent=resent,
+        held_after=held_after,
+        batch_size=batch,
+    )
 
 
 # -- Klaviyo ---------------------------------------------------------------------------------
