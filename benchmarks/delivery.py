@@ -715,9 +715,10 @@ def fault_report(
 
 
 class BurstInjector:
-    """Injects ``bursts`` bursts of 429s from a thread, each ``every`` seconds after the previous
-    one was used up (injecting on a fixed clock instead would pile bursts up faster than a
-    client obeying ``Retry-After: 1`` can drain them: a permanent wall of 429s)."""
+    """Injects ``bursts`` bursts of 429s: the first as the run starts (a run with parallel
+    batches may be over within seconds), the others from a thread, each ``every`` seconds after
+    the previous one was used up (injecting on a fixed clock instead would pile bursts up faster
+    than a client obeying ``Retry-After: 1`` can drain them: a permanent wall of 429s)."""
 
     FAULT: ClassVar[dict[str, Any]] = {"status": 429, "count": 5, "retry_after": 1}
 
@@ -730,6 +731,8 @@ class BurstInjector:
         self._thread = threading.Thread(target=self._loop, name="burst-429", daemon=True)
 
     def __enter__(self) -> BurstInjector:
+        self.emu.admin("POST", "/faults", json=self.FAULT)
+        self.injected += 1
         self._thread.start()
         return self
 
